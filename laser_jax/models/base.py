@@ -1,0 +1,355 @@
+"""The model contract every family implements, and the layers they share.
+
+A model is plain data: a frozen config dataclass, a parameter pytree, and a
+:class:`Family` (a frozen bundle of pure functions). Forward passes are pure
+functions over ``(family, config, params)``, so they jit with ``family`` and
+``config`` static and vmap over any leaf of ``params``.
+
+Parameter pytree layout, shared by all families::
+
+    params = {
+        "embed":  {...},   # family-specific (token table, learned positions)
+        "blocks": {...},   # every leaf stacked with a leading n_layers axis
+        "final":  {...},   # final norm and LM head
+    }
+
+Each block's weight matrices that LASER can target live in ``params["blocks"]``
+under their τ name (``q_proj, k_proj, v_proj, out_proj, fc_in, fc_up, fc_out``)
+as ``(in, out)`` matrices, i.e. ``y = x @ W``. Fused Hugging Face projections
+(GPT-2 ``c_attn``, NeoX ``query_key_value``) are split into per-projection
+``d_model x d_model`` maps at load time and fused again at export.
+
+A block is two stages so that an edit of the MLP can share the attention stage:
+``attention_stage(h) -> (residual, mlp_input)`` and ``block(h) = residual +
+mlp(mlp_input)``. A sequential block returns ``(h + attn, ln2(h + attn))``; a
+parallel-residual block returns ``(h + attn, ln(h))``.
+
+Any matrix may be replaced by a :class:`LowRank` factorisation; every family
+multiplies through :func:`linear`, which handles both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Optional
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from laser_jax.errors import ConfigError, InterventionError
+
+TAUS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_up", "fc_out")
+ATTENTION_TAUS = ("q_proj", "k_proj", "v_proj", "out_proj")
+MLP_TAUS = ("fc_in", "fc_up", "fc_out")
+
+Params = dict
+Array = jax.Array
+
+
+@flax.struct.dataclass
+class LowRank:
+    """A matrix stored as ``(u * s) @ vt``; shapes ``(in, r), (r,), (r, out)``.
+
+    Leading batch axes (layers, variants) are allowed on all three leaves.
+    """
+
+    u: Array
+    s: Array
+    vt: Array
+
+    @property
+    def shape(self):
+        return (*self.u.shape[:-1], self.vt.shape[-1])
+
+    @property
+    def dtype(self):
+        return self.u.dtype
+
+    def dense(self) -> Array:
+        return jnp.einsum("...ir,...r,...ro->...io", self.u, self.s, self.vt)
+
+
+def linear(x: Array, w, b: Optional[Array] = None) -> Array:
+    """``x @ w (+ b)`` for a dense ``(in, out)`` matrix or a :class:`LowRank`."""
+    if isinstance(w, LowRank):
+        y = ((x @ w.u.astype(x.dtype)) * w.s.astype(x.dtype)) @ w.vt.astype(x.dtype)
+    else:
+        y = x @ w.astype(x.dtype)
+    if b is not None:
+        y = y + b.astype(y.dtype)
+    return y
+
+
+@flax.struct.dataclass
+class Context:
+    """Per-batch attention facts: token positions and which keys are real."""
+
+    positions: Array  # [B, T] int32
+    key_mask: Array  # [B, T] bool, False at padding
+
+    @property
+    def length(self) -> int:
+        return self.positions.shape[1]
+
+
+def make_context(ids: Array, attention_mask: Optional[Array] = None) -> Context:
+    """Positions count real tokens (so left and right padding both work)."""
+    if attention_mask is None:
+        attention_mask = jnp.ones(ids.shape, bool)
+    mask = jnp.asarray(attention_mask).astype(bool)
+    positions = jnp.maximum(jnp.cumsum(mask, axis=-1) - 1, 0).astype(jnp.int32)
+    return Context(positions=positions, key_mask=mask)
+
+
+def query_index(ctx: Context, select: Optional[Array]) -> Array:
+    """Sequence indices of the query rows: all of them, or ``select`` [B, A]."""
+    batch, length = ctx.positions.shape
+    if select is None:
+        return jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (batch, length))
+    return select
+
+
+def gather_positions(x: Array, select: Optional[Array]) -> Array:
+    """``x[b, select[b, a]]`` for x of shape [B, T, ...]; identity when select is None."""
+    if select is None:
+        return x
+    return jnp.take_along_axis(x, select.reshape(select.shape + (1,) * (x.ndim - 2)), axis=1)
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def layer_norm(x: Array, scale: Array, bias: Optional[Array], eps: float) -> Array:
+    xf = x.astype(jnp.float32)
+    mean = xf.mean(-1, keepdims=True)
+    var = jnp.square(xf - mean).mean(-1, keepdims=True)
+    y = (xf - mean) * jax.lax.rsqrt(var + eps) * scale.astype(jnp.float32)
+    if bias is not None:
+        y = y + bias.astype(jnp.float32)
+    return y.astype(x.dtype)
+
+
+def rms_norm(x: Array, scale: Array, eps: float) -> Array:
+    xf = x.astype(jnp.float32)
+    y = xf * jax.lax.rsqrt(jnp.square(xf).mean(-1, keepdims=True) + eps)
+    return (scale.astype(jnp.float32) * y.astype(x.dtype).astype(jnp.float32)).astype(x.dtype)
+
+
+def gelu_new(x: Array) -> Array:
+    return jax.nn.gelu(x, approximate=True)
+
+
+def gelu_exact(x: Array) -> Array:
+    return jax.nn.gelu(x, approximate=False)
+
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "gelu_new": gelu_new,
+    "gelu_pytorch_tanh": gelu_new,
+    "gelu_fast": gelu_new,
+    "gelu": gelu_exact,
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+}
+
+
+def rotary_angles(positions: Array, rotary_dim: int, base: float) -> tuple[Array, Array]:
+    """cos, sin of shape [B, T, rotary_dim // 2] (float32)."""
+    inv_freq = 1.0 / (base ** (np.arange(0, rotary_dim, 2, dtype=np.float32) / rotary_dim))
+    angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)
+    return jnp.cos(angles), jnp.sin(angles)
+
+
+def apply_rotary(x: Array, cos: Array, sin: Array, rotary_dim: int, interleaved: bool) -> Array:
+    """Rotate the first ``rotary_dim`` features of each head of x [B, T, H, Dh].
+
+    ``interleaved=False`` is Hugging Face's ``rotate_half`` (LLaMA, NeoX): pairs
+    are (i, i + rotary_dim/2). ``interleaved=True`` is GPT-J's
+    ``rotate_every_two``: pairs are (2i, 2i + 1).
+    """
+    rot, rest = x[..., :rotary_dim], x[..., rotary_dim:]
+    rotf = rot.astype(jnp.float32)
+    cos = cos[:, :, None, :]
+    sin = sin[:, :, None, :]
+    if interleaved:
+        x1, x2 = rotf[..., 0::2], rotf[..., 1::2]
+        out = jnp.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).reshape(rotf.shape)
+    else:
+        half = rotary_dim // 2
+        x1, x2 = rotf[..., :half], rotf[..., half:]
+        out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return jnp.concatenate([out.astype(x.dtype), rest], axis=-1)
+
+
+def attention(q: Array, k: Array, v: Array, ctx: Context, q_index: Array, scale: float) -> Array:
+    """Causal multi-head (or grouped-query) attention with padding mask.
+
+    q [B, A, H, Dh] at sequence indices ``q_index`` [B, A]; k, v [B, T, Hkv, Dh].
+    Returns [B, A, H, Dh]. Scores and softmax run in float32.
+    """
+    heads, kv_heads = q.shape[2], k.shape[2]
+    if heads != kv_heads:
+        k = jnp.repeat(k, heads // kv_heads, axis=2)
+        v = jnp.repeat(v, heads // kv_heads, axis=2)
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
+    key_index = jnp.arange(k.shape[1], dtype=jnp.int32)
+    allowed = (key_index[None, None, :] <= q_index[:, :, None]) & ctx.key_mask[:, None, :]
+    scores = jnp.where(allowed[:, None], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+
+
+def split_heads(x: Array, heads: int) -> Array:
+    return x.reshape(*x.shape[:-1], heads, x.shape[-1] // heads)
+
+
+def merge_heads(x: Array) -> Array:
+    return x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
+
+
+# ----------------------------------------------------------------------------- families
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Family:
+    """The pure functions and metadata that define one model family.
+
+    Compared and hashed by identity, so it can be a static jit argument.
+
+    - ``embed(params, cfg, ids, ctx) -> h [B, T, d]``
+    - ``attention_stage(block_params, cfg, h, ctx, select) -> (residual, mlp_input)``;
+      with ``select`` [B, A] the outputs are at those sequence indices only
+      (keys and values still come from every position).
+    - ``mlp(block_params, cfg, x) -> y``
+    - ``head(params, cfg, h) -> logits``: final norm and LM head.
+    - ``from_hf_config(dict) -> cfg``: refuses fields the port does not implement.
+    - ``hf_rules(cfg) -> tuple[Rule, ...]``: the declarative name-mapping table.
+    - ``to_hf_config(cfg) -> dict``: the inverse of ``from_hf_config``.
+    """
+
+    name: str
+    hf_model_types: tuple[str, ...]
+    taus: tuple[str, ...]
+    embed: Callable
+    attention_stage: Callable
+    mlp: Callable
+    head: Callable
+    from_hf_config: Optional[Callable] = None
+    hf_rules: Optional[Callable] = None
+    to_hf_config: Optional[Callable] = None
+    ignored_hf_keys: tuple[str, ...] = ()  # regexes of buffers that carry no weights
+
+    def __repr__(self) -> str:
+        return f"Family({self.name!r})"
+
+
+def block(family: Family, cfg, block_params: Params, h: Array, ctx: Context, select=None) -> Array:
+    residual, mlp_input = family.attention_stage(block_params, cfg, h, ctx, select)
+    return residual + family.mlp(block_params, cfg, mlp_input)
+
+
+def n_layers(params: Params) -> int:
+    return jax.tree.leaves(params["blocks"])[0].shape[0]
+
+
+def layer_params(params: Params, layer) -> Params:
+    """The parameters of one block (``layer`` may be a traced integer)."""
+    return jax.tree.map(lambda leaf: jax.lax.dynamic_index_in_dim(leaf, layer, 0, keepdims=False), params["blocks"])
+
+
+def run_blocks(family: Family, cfg, params: Params, h: Array, ctx: Context, start, stop) -> Array:
+    """Blocks ``start <= i < stop`` on hidden state h; bounds may be traced."""
+
+    def body(i, h):
+        return block(family, cfg, layer_params(params, i), h, ctx)
+
+    return jax.lax.fori_loop(start, stop, body, h)
+
+
+def forward(family: Family, cfg, params: Params, ids: Array, attention_mask=None, select=None) -> Array:
+    """Logits [B, T, V], or [B, A, V] at sequence indices ``select`` [B, A]."""
+    ctx = make_context(ids, attention_mask)
+    h = family.embed(params, cfg, ids, ctx)
+    last = n_layers(params) - 1
+    h = run_blocks(family, cfg, params, h, ctx, 0, last)
+    h = block(family, cfg, layer_params(params, last), h, ctx, select)
+    return family.head(params, cfg, h)
+
+
+# ----------------------------------------------------------------------------- matrices
+
+
+def check_tau(family: Family, tau: str) -> None:
+    if tau not in TAUS:
+        raise InterventionError(f"unknown matrix type tau={tau!r}; known: {', '.join(TAUS)}")
+    if tau not in family.taus:
+        raise InterventionError(f"family {family.name!r} has no {tau!r} matrix (it has {', '.join(family.taus)})")
+
+
+def check_layer(params: Params, layer: int) -> None:
+    count = n_layers(params)
+    if not isinstance(layer, (int, np.integer)) or not 0 <= layer < count:
+        raise InterventionError(f"layer {layer!r} out of range: the model has layers 0..{count - 1}")
+
+
+def get_matrix(family: Family, params: Params, layer: int, tau: str):
+    """The ``(in, out)`` matrix (dense or :class:`LowRank`) of τ in one block."""
+    check_tau(family, tau)
+    check_layer(params, layer)
+    stacked = params["blocks"][tau]
+    return jax.tree.map(lambda leaf: leaf[layer], stacked)
+
+
+def set_matrix(family: Family, params: Params, layer: int, tau: str, matrix) -> Params:
+    """A new params pytree with block ``layer``'s τ replaced; the input is untouched.
+
+    A :class:`LowRank` replacement of a dense stack is densified, so the stack
+    stays one array; use :func:`set_matrix_stack` to store factors.
+    """
+    check_tau(family, tau)
+    check_layer(params, layer)
+    stacked = params["blocks"][tau]
+    if isinstance(matrix, LowRank) and not isinstance(stacked, LowRank):
+        matrix = matrix.dense()
+    if tuple(matrix.shape) != tuple(stacked.shape[1:]):
+        raise InterventionError(f"replacement for layer {layer} {tau} has shape {tuple(matrix.shape)}, expected {tuple(stacked.shape[1:])}")
+    new_stack = jax.tree.map(lambda s, m: s.at[layer].set(m.astype(s.dtype)), stacked, matrix)
+    return set_matrix_stack(params, tau, new_stack)
+
+
+def set_matrix_stack(params: Params, tau: str, stack) -> Params:
+    """Replace the whole ``[n_layers, in, out]`` stack (dense or LowRank) of τ."""
+    blocks = dict(params["blocks"])
+    blocks[tau] = stack
+    return {**params, "blocks": blocks}
+
+
+def cast_params(params: Params, dtype) -> Params:
+    """Cast floating leaves to ``dtype``."""
+    return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+
+
+def default_scale(head_dim: int) -> float:
+    return 1.0 / math.sqrt(head_dim)
+
+
+def require(hf: dict, field: str, allowed, family: str, default=None) -> Any:
+    """Read an HF config field and refuse values the port does not implement."""
+    value = hf.get(field, default)
+    allowed = allowed if isinstance(allowed, (tuple, list, set, frozenset)) else (allowed,)
+    if value not in allowed:
+        raise ConfigError(f"{family}: unsupported config {field}={value!r} (this port implements {', '.join(map(repr, allowed))})")
+    return value
+
+
+__all__ = [
+    "TAUS", "ATTENTION_TAUS", "MLP_TAUS", "LowRank", "linear", "Context", "make_context", "gather_positions",
+    "query_index", "layer_norm", "rms_norm", "ACTIVATIONS", "rotary_angles", "apply_rotary", "attention",
+    "split_heads", "merge_heads", "Family", "block", "n_layers", "layer_params", "run_blocks", "forward",
+    "check_tau", "check_layer", "get_matrix", "set_matrix", "set_matrix_stack", "cast_params", "require",
+    "default_scale", "ConfigError",
+]

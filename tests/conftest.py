@@ -1,0 +1,17 @@
+"""Shared fixtures: tiny random Hugging Face checkpoints and the paths to ../shared/data."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LASER_JAX_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_file(*parts: str) -> Path:
+    """A file of ../shared/data, or a skip with the reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not present (real data lives in ../shared/data; set LASER_JAX_DATA)")
+    return path
