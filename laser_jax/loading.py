@@ -57,13 +57,18 @@ def _download(repo_id: str, revision: Optional[str]) -> Path:
 
         local = snapshot_download(repo_id, revision=revision, allow_patterns=HUB_PATTERNS)
     except Exception as error:  # the hub raises many types; the user needs one line
-        raise SourceError(f"model source {repo_id!r} is not a local path and could not be fetched from the hub: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
+        raise SourceError(f"model source {repo_id!r} is not a local path and could not be fetched from the hub: {_first_line(error)}") from error
     local = Path(local)
     if not list(local.glob("*.safetensors")):
         from huggingface_hub import snapshot_download
 
         local = Path(snapshot_download(repo_id, revision=revision, allow_patterns=["pytorch_model*.bin"]))
     return local
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def read_state_dict(directory: Path) -> dict:
@@ -74,9 +79,12 @@ def read_state_dict(directory: Path) -> dict:
         from safetensors import safe_open
 
         for file in files:
-            with safe_open(str(file), framework="numpy") as handle:
-                for name in handle.keys():
-                    state[name] = handle.get_tensor(name)
+            try:
+                with safe_open(str(file), framework="numpy") as handle:
+                    for name in handle.keys():
+                        state[name] = handle.get_tensor(name)
+            except Exception as error:  # safetensors raises its own error types
+                raise SourceError(f"{file} is not a readable safetensors file: {_first_line(error)}") from error
         return state
     bins = sorted(directory.glob("pytorch_model*.bin"))
     if not bins:
@@ -95,7 +103,10 @@ def _load_directory(directory: Path, dtype, tokenizer: bool, source: str) -> Mod
     config_file = directory / "config.json"
     if not config_file.exists():
         raise SourceError(f"{directory} has no config.json")
-    hf_config = json.loads(config_file.read_text())
+    try:
+        hf_config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as error:
+        raise SourceError(f"{config_file} is not valid JSON: {error}") from error
     tok = _tokenizer(directory) if tokenizer else None
     return _build(hf_config, read_state_dict(directory), dtype, tok, source)
 
@@ -113,7 +124,10 @@ def _build(hf_config: dict, state: dict, dtype, tok, source: str) -> Model:
     if "model_type" not in hf_config:
         raise ConfigError(f"config of {source!r} has no model_type")
     family = family_for_model_type(hf_config["model_type"])
-    cfg = family.from_hf_config(hf_config)
+    try:
+        cfg = family.from_hf_config(hf_config)
+    except KeyError as error:
+        raise ConfigError(f"{family.name}: config of {source!r} lacks the field {error.args[0]!r}") from None
     rules = family.hf_rules(cfg)
     tree = from_hf_state(family.name, rules, cfg.n_layers, cfg, state, family.ignored_hf_keys)
     params = base.cast_params(_to_jax(tree), dtype)

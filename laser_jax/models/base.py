@@ -203,12 +203,45 @@ def attention(q: Array, k: Array, v: Array, ctx: Context, q_index: Array, scale:
     return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
 
 
+def self_attention(p: Params, x: Array, ctx: Context, select: Optional[Array], heads: int, kv_heads: int,
+                   scale: float, rotary: Optional[tuple[int, float, bool]] = None) -> Array:
+    """The attention sublayer on normed input x [B, T, d]: projections, RoPE, attention, output map.
+
+    Reads ``q_proj k_proj v_proj out_proj`` and the optional biases ``q_bias k_bias
+    v_bias out_bias`` from the block parameters ``p``. ``rotary`` is
+    ``(rotary_dim, theta, interleaved)`` for rotary position embeddings, else None.
+    Returns [B, T, d], or [B, A, d] at the sequence indices ``select``.
+    """
+    q = split_heads(linear(gather_positions(x, select), p["q_proj"], p.get("q_bias")), heads)
+    k = split_heads(linear(x, p["k_proj"], p.get("k_bias")), kv_heads)
+    v = split_heads(linear(x, p["v_proj"], p.get("v_bias")), kv_heads)
+    if rotary is not None:
+        rotary_dim, theta, interleaved = rotary
+        cos, sin = rotary_angles(ctx.positions, rotary_dim, theta)
+        k = apply_rotary(k, cos, sin, rotary_dim, interleaved)
+        q = apply_rotary(q, gather_positions(cos, select), gather_positions(sin, select), rotary_dim, interleaved)
+    attn = attention(q, k, v, ctx, query_index(ctx, select), scale)
+    return linear(merge_heads(attn), p["out_proj"], p.get("out_bias"))
+
+
 def split_heads(x: Array, heads: int) -> Array:
     return x.reshape(*x.shape[:-1], heads, x.shape[-1] // heads)
 
 
 def merge_heads(x: Array) -> Array:
     return x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
+
+
+def biased_mlp(p: Params, cfg, x: Array) -> Array:
+    """The two-matrix MLP ``fc_out(act(fc_in(x)))`` with biases; ``cfg.activation`` names ``act``."""
+    hidden = ACTIVATIONS[cfg.activation](linear(x, p["fc_in"], p["fc_in_bias"]))
+    return linear(hidden, p["fc_out"], p["fc_out_bias"])
+
+
+def final_layer_norm(params: Params, cfg, h: Array) -> Array:
+    """The final LayerNorm of the GPT families: ``params["final"]`` ``ln_f_scale``, ``ln_f_bias``."""
+    p = params["final"]
+    return layer_norm(h, p["ln_f_scale"], p["ln_f_bias"], cfg.layer_norm_eps)
 
 
 # ----------------------------------------------------------------------------- families
@@ -346,10 +379,29 @@ def require(hf: dict, field: str, allowed, family: str, default=None) -> Any:
     return value
 
 
+def rope_settings(hf: dict, family: str, theta_field: str = "rope_theta", fraction_field: Optional[str] = None,
+                  default_theta: float = 10000.0, default_fraction: float = 1.0) -> tuple[float, float]:
+    """``(theta, rotary fraction)`` of an HF config, new style or legacy; refuses scaled RoPE.
+
+    transformers 5 writes ``rope_parameters: {rope_type, rope_theta, partial_rotary_factor}``;
+    older configs have flat fields (``rope_theta``, NeoX's ``rotary_emb_base`` and
+    ``rotary_pct``) and ``rope_scaling``, which like transformers we read first.
+    ``fraction_field=None`` means the family always rotates whole heads.
+    """
+    params = dict(hf.get("rope_scaling") or hf.get("rope_parameters") or {})
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    if rope_type != "default":
+        raise ConfigError(f"{family}: unsupported config rope_type={rope_type!r} (this port implements 'default', unscaled RoPE)")
+    theta = float(params.get("rope_theta", hf.get(theta_field, default_theta)))
+    if fraction_field is None:
+        return theta, 1.0
+    return theta, float(params.get("partial_rotary_factor", hf.get(fraction_field, default_fraction)))
+
+
 __all__ = [
     "TAUS", "ATTENTION_TAUS", "MLP_TAUS", "LowRank", "linear", "Context", "make_context", "gather_positions",
     "query_index", "layer_norm", "rms_norm", "ACTIVATIONS", "rotary_angles", "apply_rotary", "attention",
-    "split_heads", "merge_heads", "Family", "block", "n_layers", "layer_params", "run_blocks", "forward",
+    "self_attention", "biased_mlp", "final_layer_norm", "split_heads", "merge_heads", "Family", "block", "n_layers", "layer_params", "run_blocks", "forward",
     "check_tau", "check_layer", "get_matrix", "set_matrix", "set_matrix_stack", "cast_params", "require",
-    "default_scale", "ConfigError",
+    "default_scale", "rope_settings", "ConfigError",
 ]

@@ -47,8 +47,17 @@ def from_hf_config(hf: dict) -> GPT2Config:
         base.require(hf, flag, False, name, False)
     base.require(hf, "scale_attn_weights", True, name, True)
     base.require(hf, "tie_word_embeddings", True, name, True)
+    return GPT2Config(**config_fields(hf))
+
+
+def to_hf_config(cfg: GPT2Config) -> dict:
+    return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], **hf_config_fields(cfg), "tie_word_embeddings": True}
+
+
+def config_fields(hf: dict) -> dict:
+    """Our config fields from the HF names GPT-2 and GPT-J share (GPT-J's config reuses GPT-2's)."""
     d_model = hf["n_embd"]
-    return GPT2Config(
+    return dict(
         vocab_size=hf["vocab_size"],
         n_positions=hf["n_positions"],
         d_model=d_model,
@@ -60,10 +69,9 @@ def from_hf_config(hf: dict) -> GPT2Config:
     )
 
 
-def to_hf_config(cfg: GPT2Config) -> dict:
+def hf_config_fields(cfg) -> dict:
+    """The inverse of :func:`config_fields`."""
     return {
-        "model_type": "gpt2",
-        "architectures": ["GPT2LMHeadModel"],
         "vocab_size": cfg.vocab_size,
         "n_positions": cfg.n_positions,
         "n_embd": cfg.d_model,
@@ -72,7 +80,6 @@ def to_hf_config(cfg: GPT2Config) -> dict:
         "n_inner": cfg.d_mlp,
         "layer_norm_epsilon": cfg.layer_norm_eps,
         "activation_function": cfg.activation,
-        "tie_word_embeddings": True,
     }
 
 
@@ -116,25 +123,13 @@ def embed(params, cfg: GPT2Config, ids, ctx: base.Context):
 
 def attention_stage(p, cfg: GPT2Config, h, ctx: base.Context, select=None):
     x = base.layer_norm(h, p["ln_1_scale"], p["ln_1_bias"], cfg.layer_norm_eps)
-    q_index = base.query_index(ctx, select)
-    xq = base.gather_positions(x, select)
-    q = base.split_heads(base.linear(xq, p["q_proj"], p["q_bias"]), cfg.n_heads)
-    k = base.split_heads(base.linear(x, p["k_proj"], p["k_bias"]), cfg.n_heads)
-    v = base.split_heads(base.linear(x, p["v_proj"], p["v_bias"]), cfg.n_heads)
-    attn = base.attention(q, k, v, ctx, q_index, base.default_scale(cfg.head_dim))
-    residual = base.gather_positions(h, select) + base.linear(base.merge_heads(attn), p["out_proj"], p["out_bias"])
+    attn = base.self_attention(p, x, ctx, select, cfg.n_heads, cfg.n_heads, base.default_scale(cfg.head_dim))
+    residual = base.gather_positions(h, select) + attn
     return residual, base.layer_norm(residual, p["ln_2_scale"], p["ln_2_bias"], cfg.layer_norm_eps)
 
 
-def mlp(p, cfg: GPT2Config, x):
-    hidden = base.ACTIVATIONS[cfg.activation](base.linear(x, p["fc_in"], p["fc_in_bias"]))
-    return base.linear(hidden, p["fc_out"], p["fc_out_bias"])
-
-
 def head(params, cfg: GPT2Config, h):
-    p = params["final"]
-    x = base.layer_norm(h, p["ln_f_scale"], p["ln_f_bias"], cfg.layer_norm_eps)
-    return base.linear(x, params["embed"]["wte"].T)
+    return base.linear(base.final_layer_norm(params, cfg, h), params["embed"]["wte"].T)
 
 
 FAMILY = base.Family(
@@ -143,7 +138,7 @@ FAMILY = base.Family(
     taus=("q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_out"),
     embed=embed,
     attention_stage=attention_stage,
-    mlp=mlp,
+    mlp=base.biased_mlp,
     head=head,
     from_hf_config=from_hf_config,
     hf_rules=hf_rules,

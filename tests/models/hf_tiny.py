@@ -31,3 +31,35 @@ def random_batch(vocab: int, batch: int = 3, length: int = 11, seed: int = 0):
     lengths = [length] + [max(2, length - 3 * i) for i in range(1, batch)]
     mask = (np.arange(length)[None, :] < np.array(lengths)[:, None]).astype(np.int64)
     return ids, mask
+
+
+# Tiny random checkpoints for every family, by family name (3 layers so that layer 1 is neither first
+# nor last; initializer_range 0.2 so that truncations move the scores visibly).
+TINY_FAMILY_VOCAB = 97
+
+
+def tiny_family_config(family: str):
+    """``(model class, config)`` of a tiny random Hugging Face model of a registered family."""
+    import transformers
+
+    common = dict(vocab_size=TINY_FAMILY_VOCAB, initializer_range=0.2, bos_token_id=1, eos_token_id=2)
+    rotary = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, max_position_embeddings=64)
+    cases = {
+        "gpt2": lambda: (transformers.GPT2LMHeadModel, transformers.GPT2Config(
+            **common, n_positions=64, n_embd=32, n_layer=3, n_head=4)),
+        "gpt_neox": lambda: (transformers.GPTNeoXForCausalLM, transformers.GPTNeoXConfig(
+            **common, **rotary, intermediate_size=64, rotary_pct=0.5, use_parallel_residual=True)),
+        "gptj": lambda: (transformers.GPTJForCausalLM, transformers.GPTJConfig(
+            **common, n_positions=64, n_embd=32, n_layer=3, n_head=4, rotary_dim=4)),
+        "llama": lambda: (transformers.LlamaForCausalLM, transformers.LlamaConfig(
+            **common, **rotary, intermediate_size=48, num_key_value_heads=2)),
+    }
+    if family not in cases:
+        raise KeyError(f"no tiny checkpoint for family {family!r}: add one to tests/models/hf_tiny.py")
+    return cases[family]()
+
+
+def save_tiny_family(family: str, directory, seed: int = 0):
+    """Save a tiny random checkpoint of ``family`` to ``directory``; return the torch model."""
+    model_cls, config = tiny_family_config(family)
+    return save_tiny(model_cls, config, directory, seed)

@@ -1,0 +1,159 @@
+"""LLaMA (also Mistral without a sliding window, and SmolLM2): RMSNorm, rotary, SwiGLU, grouped-query attention.
+
+The MLP is ``down(silu(gate(x)) * up(x))``: our ``fc_in`` is ``gate_proj``,
+``fc_up`` is ``up_proj`` and ``fc_out`` is ``down_proj``. ``k_proj`` and
+``v_proj`` map to ``num_key_value_heads * head_dim`` features. With
+``tie_word_embeddings`` the head multiplies by the token table and any stored
+``lm_head.weight`` is ignored, as in Hugging Face.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from laser_jax.models import base
+from laser_jax.models.convert import Rule, linear_rule, vector_rule
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig:
+    vocab_size: int = 32000
+    max_position_embeddings: int = 4096
+    d_model: int = 4096
+    n_layers: int = 32
+    n_heads: int = 32
+    n_kv_heads: int = 32
+    head_dim: int = 128
+    d_mlp: int = 11008
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    activation: str = "silu"
+    tie_embeddings: bool = False
+    model_type: str = "llama"  # or "mistral" (no sliding window): the same computation
+
+
+PRESETS = {
+    "llama-2-7b": LlamaConfig(),
+    "tinyllama-1.1b": LlamaConfig(max_position_embeddings=2048, d_model=2048, n_layers=22, n_heads=32, n_kv_heads=4,
+                                  head_dim=64, d_mlp=5632),
+    "smollm2-135m": LlamaConfig(vocab_size=49152, max_position_embeddings=8192, d_model=576, n_layers=30, n_heads=9,
+                                n_kv_heads=3, head_dim=64, d_mlp=1536, rope_theta=100000.0, tie_embeddings=True),
+    "smollm2-360m": LlamaConfig(vocab_size=49152, max_position_embeddings=8192, d_model=960, n_layers=32, n_heads=15,
+                                n_kv_heads=5, head_dim=64, d_mlp=2560, rope_theta=100000.0, tie_embeddings=True),
+}
+
+
+def from_hf_config(hf: dict) -> LlamaConfig:
+    name = "llama"
+    model_type = base.require(hf, "model_type", ("llama", "mistral"), name, "llama")
+    base.require(hf, "hidden_act", tuple(base.ACTIVATIONS), name, "silu")
+    base.require(hf, "attention_bias", False, name, False)
+    base.require(hf, "mlp_bias", False, name, False)
+    base.require(hf, "sliding_window", None, name, None)
+    base.require(hf, "tie_word_embeddings", (True, False), name, False)
+    theta, _ = base.rope_settings(hf, name)
+    d_model, heads = hf["hidden_size"], hf["num_attention_heads"]
+    kv_heads = hf.get("num_key_value_heads") or heads
+    if heads % kv_heads:
+        raise base.ConfigError(f"{name}: unsupported config num_key_value_heads={kv_heads} (must divide num_attention_heads={heads})")
+    return LlamaConfig(
+        vocab_size=hf["vocab_size"],
+        max_position_embeddings=hf.get("max_position_embeddings", 2048),
+        d_model=d_model,
+        n_layers=hf["num_hidden_layers"],
+        n_heads=heads,
+        n_kv_heads=kv_heads,
+        head_dim=hf.get("head_dim") or d_model // heads,
+        d_mlp=hf["intermediate_size"],
+        rms_norm_eps=hf.get("rms_norm_eps", 1e-6),
+        rope_theta=theta,
+        activation=hf.get("hidden_act", "silu"),
+        tie_embeddings=hf.get("tie_word_embeddings", False),
+        model_type=model_type,
+    )
+
+
+def to_hf_config(cfg: LlamaConfig) -> dict:
+    return {
+        "model_type": cfg.model_type,
+        "architectures": ["MistralForCausalLM" if cfg.model_type == "mistral" else "LlamaForCausalLM"],
+        "vocab_size": cfg.vocab_size,
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "hidden_size": cfg.d_model,
+        "num_hidden_layers": cfg.n_layers,
+        "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.n_kv_heads,
+        "head_dim": cfg.head_dim,
+        "intermediate_size": cfg.d_mlp,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        # both spellings: transformers >= 5 reads rope_parameters, older versions rope_theta
+        "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+        "rope_theta": cfg.rope_theta,
+        "hidden_act": cfg.activation,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "sliding_window": None,
+        "tie_word_embeddings": cfg.tie_embeddings,
+    }
+
+
+def hf_rules(cfg: LlamaConfig) -> tuple[Rule, ...]:
+    d, f = (lambda c: c.d_model), (lambda c: c.d_mlp)
+    q, kv = (lambda c: c.n_heads * c.head_dim), (lambda c: c.n_kv_heads * c.head_dim)
+    h = "model.layers.{layer}."
+    rules = (
+        Rule("model.embed_tokens.weight", ("embed/embed_tokens",), lambda c: (c.vocab_size, c.d_model)),
+        vector_rule(h + "input_layernorm.weight", "blocks/ln_1_scale", d),
+        linear_rule(h + "self_attn.q_proj.weight", "blocks/q_proj", d, q),
+        linear_rule(h + "self_attn.k_proj.weight", "blocks/k_proj", d, kv),
+        linear_rule(h + "self_attn.v_proj.weight", "blocks/v_proj", d, kv),
+        linear_rule(h + "self_attn.o_proj.weight", "blocks/out_proj", q, d),
+        vector_rule(h + "post_attention_layernorm.weight", "blocks/ln_2_scale", d),
+        linear_rule(h + "mlp.gate_proj.weight", "blocks/fc_in", d, f),
+        linear_rule(h + "mlp.up_proj.weight", "blocks/fc_up", d, f),
+        linear_rule(h + "mlp.down_proj.weight", "blocks/fc_out", f, d),
+        vector_rule("model.norm.weight", "final/norm_scale", d),
+    )
+    if cfg.tie_embeddings:
+        return rules
+    return rules + (linear_rule("lm_head.weight", "final/lm_head", d, lambda c: c.vocab_size),)
+
+
+def embed(params, cfg: LlamaConfig, ids, ctx: base.Context):
+    return params["embed"]["embed_tokens"][ids]
+
+
+def attention_stage(p, cfg: LlamaConfig, h, ctx: base.Context, select=None):
+    x = base.rms_norm(h, p["ln_1_scale"], cfg.rms_norm_eps)
+    rotary = (cfg.head_dim, cfg.rope_theta, False)
+    attn = base.self_attention(p, x, ctx, select, cfg.n_heads, cfg.n_kv_heads, base.default_scale(cfg.head_dim), rotary)
+    residual = base.gather_positions(h, select) + attn
+    return residual, base.rms_norm(residual, p["ln_2_scale"], cfg.rms_norm_eps)
+
+
+def mlp(p, cfg: LlamaConfig, x):
+    gate = base.ACTIVATIONS[cfg.activation](base.linear(x, p["fc_in"]))
+    return base.linear(gate * base.linear(x, p["fc_up"]), p["fc_out"])
+
+
+def head(params, cfg: LlamaConfig, h):
+    x = base.rms_norm(h, params["final"]["norm_scale"], cfg.rms_norm_eps)
+    return base.linear(x, params["embed"]["embed_tokens"].T if cfg.tie_embeddings else params["final"]["lm_head"])
+
+
+FAMILY = base.Family(
+    name="llama",
+    hf_model_types=("llama", "mistral"),
+    taus=("q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_up", "fc_out"),
+    embed=embed,
+    attention_stage=attention_stage,
+    mlp=mlp,
+    head=head,
+    from_hf_config=from_hf_config,
+    hf_rules=hf_rules,
+    to_hf_config=to_hf_config,
+    ignored_hf_keys=(
+        r"model\.(layers\.\d+\.self_attn\.)?rotary_emb\.inv_freq",
+        r"lm_head\.weight",  # present in some tied checkpoints; transformers ties it to embed_tokens
+    ),
+)
