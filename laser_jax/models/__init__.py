@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from laser_jax.errors import ConfigError
-from laser_jax.models import base, gpt2
+from laser_jax.models import base, gpt2, gpt_neox, gptj, llama
 
 FAMILIES: dict[str, base.Family] = {}
 
@@ -28,14 +28,5 @@ def get_family(name: str) -> base.Family:
     return FAMILIES[name]
 
 
-register(gpt2.FAMILY)
-
-# Optional families register themselves when their modules exist.
-for _module in ("gpt_neox", "gptj", "llama"):
-    try:
-        _mod = __import__(f"laser_jax.models.{_module}", fromlist=["FAMILY"])
-    except ModuleNotFoundError as _error:
-        if _error.name != f"laser_jax.models.{_module}":
-            raise
-    else:
-        register(_mod.FAMILY)
+for _family in (gpt2.FAMILY, gpt_neox.FAMILY, gptj.FAMILY, llama.FAMILY):
+    register(_family)
