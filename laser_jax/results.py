@@ -1,0 +1,367 @@
+"""A resumable on-disk store for sweep results: ``run.json``, ``results.csv`` and per-example scores.
+
+Layout of a run directory::
+
+    DIR/run.json            the exact arguments, library/JAX versions, device
+    DIR/results.csv         one row per (variant, split), sorted; the base rows have tau=none
+    DIR/scores/<variant>.csv  per-example scores of one variant
+
+Every file is written whole to a temporary name, fsynced and ``os.replace``\\ d,
+so a run killed at any instant (even SIGKILL) leaves only complete files. A
+variant counts as done once its rows are in ``results.csv`` (its scores file is
+written first). Started again with the same arguments, a run skips the done
+variants; rows are kept sorted by variant, so the final ``results.csv`` is the
+same whatever the interruptions. Started with different arguments in the same
+directory, it refuses with a one-line :class:`RunMismatchError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from laser_jax.errors import DataError, LaserJaxError
+
+RUN_FILE = "run.json"
+RESULTS_FILE = "results.csv"
+LOCK_FILE = ".lock"
+SCORES_DIR = "scores"
+BASE_TAU = "none"
+REQUIRED_COLUMNS = ("layer", "tau", "rho", "k", "split", "n", "accuracy", "loss")
+SPLIT_ORDER = ("all", "val", "test")
+
+
+class RunMismatchError(LaserJaxError):
+    """An output directory that holds a different run's arguments."""
+
+
+# ----------------------------------------------------------------------------- atomic files
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file, fsync and ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def format_value(value) -> str:
+    """One CSV cell: empty for None/NaN, shortest round-trip text for floats."""
+    if value is None:
+        return ""
+    if isinstance(value, (bool, int, np.integer, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return "" if math.isnan(value) else repr(float(value))
+    return str(value)
+
+
+def to_csv(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([format_value(row.get(column)) for column in columns])
+    return buffer.getvalue()
+
+
+def parse_cell(text: str):
+    """The inverse of :func:`format_value` for numbers: int, float, None or the string."""
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_csv(path) -> list[dict]:
+    """Rows of a CSV file with numeric cells parsed."""
+    with open(path, newline="") as handle:
+        return [{key: parse_cell(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+# ----------------------------------------------------------------------------- variants
+
+
+def variant_key(row: Mapping) -> tuple:
+    """``(tau, layer, rho)`` of a row; the base model is ``("none", None, None)``."""
+    if row["tau"] == BASE_TAU:
+        return (BASE_TAU, None, None)
+    return (str(row["tau"]), int(row["layer"]), float(row["rho"]))
+
+
+def variant_name(key: tuple) -> str:
+    """A file-name-safe name of a variant: ``base`` or ``fc_in-L27-rho0.01``."""
+    tau, layer, rho = key
+    return "base" if tau == BASE_TAU else f"{tau}-L{layer}-rho{rho!r}"
+
+
+def sort_key(row: Mapping) -> tuple:
+    """Base first, then by τ, layer, decreasing ρ (increasing reduction), then split."""
+    tau, layer, rho = variant_key(row)
+    split = SPLIT_ORDER.index(row["split"]) if row.get("split") in SPLIT_ORDER else len(SPLIT_ORDER)
+    if tau == BASE_TAU:
+        return (0, "", -1, 0.0, split, str(row.get("split")))
+    return (1, tau, layer, -rho, split, str(row.get("split")))
+
+
+# ----------------------------------------------------------------------------- from sweep rows
+
+SPLIT_MODES = ("all", "val+test")
+
+
+def split_indices(n: int, mode: str) -> dict[str, np.ndarray]:
+    """Example indices per split: ``all``, or ``val`` and ``test`` as :func:`laser_jax.selection.validation_split`
+    (the first 20% in order, then the rest)."""
+    if mode == "all":
+        return {"all": np.arange(n)}
+    if mode != "val+test":
+        raise DataError(f"unknown split mode {mode!r}; use one of {', '.join(SPLIT_MODES)}")
+    from laser_jax.selection import validation_split
+
+    validation, test = validation_split(n)
+    return {"val": validation, "test": test}
+
+
+def intervention_key(key: tuple) -> str:
+    """The sweep engine's key of a stored variant: ``"base"`` or ``Intervention.key``."""
+    from laser_jax.laser import Intervention
+
+    tau, layer, rho = key
+    return "base" if tau == BASE_TAU else Intervention(layer, tau, rho).key
+
+
+def resume_skip(done: set, grid) -> set[str]:
+    """Sweep keys to skip when resuming: the base if done, and each (layer, τ) whose every ρ is done.
+
+    A partly done (layer, τ) is computed again whole, so its variants run in
+    the same vectorised groups as in an uninterrupted run and give the same bits.
+    """
+    done_keys = {intervention_key(key) for key in done}
+    groups: dict[tuple, list[str]] = {}
+    for step in grid:
+        groups.setdefault((step.layer, step.tau), []).append(step.key)
+    skip = {"base"} & done_keys
+    for keys in groups.values():
+        if all(key in done_keys for key in keys):
+            skip.update(keys)
+    return skip
+
+
+def sweep_rows(row, splits: Mapping[str, np.ndarray], k: Optional[int]) -> list[dict]:
+    """CSV rows of one :class:`~laser_jax.sweep.SweepRow`, one per split.
+
+    ``accuracy`` is the engine's (choice accuracy for choice tasks, else top-1 of
+    the answer's first token); ``loss`` the mean answer NLL per token;
+    ``p_generic`` the mean summed probability of the probe tokens, when any.
+    """
+    step = row.intervention
+    out = []
+    for split, indices in splits.items():
+        scores = row.scores.subset(indices)
+        metrics = scores.metrics()
+        record = {"layer": None if step is None else step.layer, "tau": BASE_TAU if step is None else step.tau,
+                  "rho": None if step is None else step.rho, "k": k, "split": split, "n": len(indices),
+                  "accuracy": metrics["accuracy"], "loss": metrics["answer_nll"],
+                  "top1_accuracy": metrics["top1_accuracy"], "topk_accuracy": metrics["topk_accuracy"]}
+        probes = scores.probe_logprobs
+        if probes.size and not np.isnan(probes).all():
+            record["p_generic"] = float(np.mean(np.nansum(np.exp(probes), axis=1)))
+        out.append(record)
+    return out
+
+
+def example_columns(row, splits: Mapping[str, np.ndarray]) -> dict[str, list]:
+    """Per-example score columns of one sweep row, in example order, with each example's split."""
+    scores = row.scores
+    n = len(scores)
+    split_of = np.empty(n, dtype=object)
+    for split, indices in splits.items():
+        split_of[indices] = split
+    correct = np.where(scores.has_choices, scores.choice_correct, scores.top1)
+    columns = {"index": list(range(n)), "split": list(split_of), "correct": correct.astype(int).tolist(),
+               "top1": scores.top1.astype(int).tolist(), "topk": scores.topk.astype(int).tolist(),
+               "answer_nll": scores.answer_nll.tolist(), "answer_first_logprob": scores.answer_first_logprob.tolist()}
+    for j in range(scores.probe_logprobs.shape[1]):
+        columns[f"probe{j}_logprob"] = scores.probe_logprobs[:, j].tolist()
+    for c in range(scores.choice_logprobs.shape[1]):
+        columns[f"choice{c}_logprob"] = scores.choice_logprobs[:, c].tolist()
+    return columns
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+def environment() -> dict:
+    """Library and JAX versions and the device, for ``run.json``."""
+    import jax
+
+    import laser_jax
+
+    versions = {"laser_jax": laser_jax.__version__, "jax": jax.__version__, "python": platform.python_version()}
+    for name in ("jaxlib", "flax", "transformers", "numpy"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    device = jax.devices()[0]
+    return {"versions": versions, "device": f"{device.platform}: {device.device_kind} (x{jax.device_count()})"}
+
+
+class ResultsStore:
+    """The results of one run in ``directory``, resumable across restarts.
+
+    ``args`` are the run's defining arguments (JSON-serialisable); an existing
+    directory must hold the same ones. Opening only reads; :meth:`start` (or the
+    first :meth:`record`) creates the files.
+    """
+
+    def __init__(self, directory, args: Mapping, *, info: Optional[Mapping] = None):
+        self.directory = Path(directory).expanduser()
+        self.args = json.loads(json.dumps(dict(args)))  # canonical JSON types
+        self.info = dict(info or {})  # recorded in run.json (e.g. the command line), not compared
+        self.extra_columns: tuple[str, ...] = ()
+        self._rows: list[dict] = []
+        self._lock = None
+        self._open()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return REQUIRED_COLUMNS + self.extra_columns
+
+    def _open(self) -> None:
+        run_file = self.directory / RUN_FILE
+        if run_file.exists():
+            try:
+                previous = json.loads(run_file.read_text())["args"]
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                raise RunMismatchError(f"{run_file} is unreadable ({type(error).__name__}); use a fresh --out directory") from error
+            if previous != self.args:
+                diff = sorted(k for k in set(previous) | set(self.args) if previous.get(k) != self.args.get(k))
+                name = diff[0]
+                raise RunMismatchError(f"output directory {self.directory} holds a different run ({name}={previous.get(name)!r}, now {self.args.get(name)!r}); use another --out or the same arguments")
+            for stale in [*self.directory.glob(".*.tmp-*"), *self.directory.glob(f"{SCORES_DIR}/.*.tmp-*")]:
+                stale.unlink(missing_ok=True)  # a killed run's unfinished write
+            results = self.directory / RESULTS_FILE
+            if results.exists():
+                self._rows = self._read_results(results)
+            return
+        if self.directory.exists() and any(p.name not in (SCORES_DIR, LOCK_FILE) for p in self.directory.iterdir()):
+            raise RunMismatchError(f"output directory {self.directory} is not empty and holds no {RUN_FILE}; use a fresh --out directory")
+
+    def start(self) -> None:
+        """Create the directory and ``run.json`` (once) and take the directory's lock.
+
+        Separate from opening, so a run that fails its argument checks leaves no
+        directory behind. The lock (``flock`` on ``.lock``, released by the OS
+        when the process ends, even by SIGKILL) refuses a second concurrent run.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:
+            import fcntl
+
+            handle = open(self.directory / LOCK_FILE, "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                raise RunMismatchError(f"another laser-jax process is writing to {self.directory}") from None
+            self._lock = handle
+        run_file = self.directory / RUN_FILE
+        if run_file.exists():
+            return
+        record = {"args": self.args, **self.info, **environment(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        write_text_atomic(run_file, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+    def close(self) -> None:
+        """Release the directory's lock (also released when the process ends)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _read_results(self, path: Path) -> list[dict]:
+        with open(path, newline="") as handle:
+            header = next(csv.reader(handle), None)
+        if header is None or tuple(header[: len(REQUIRED_COLUMNS)]) != REQUIRED_COLUMNS:
+            raise DataError(f"{path} is not a laser-jax results file (header {header})")
+        self.extra_columns = tuple(header[len(REQUIRED_COLUMNS):]) or self.extra_columns
+        return read_csv(path)
+
+    @property
+    def rows(self) -> list[dict]:
+        return sorted(self._rows, key=sort_key)
+
+    def done(self) -> set[tuple]:
+        """Keys (:func:`variant_key`) of the variants already recorded."""
+        return {variant_key(row) for row in self._rows}
+
+    def record(self, rows: Iterable[Mapping], scores: Optional[Mapping[str, Sequence]] = None) -> None:
+        """Store one variant: its per-example ``scores`` (columns), then its rows.
+
+        All rows must belong to the same variant. The results file is rewritten
+        atomically with every row so far, sorted.
+        """
+        self.start()
+        rows = [dict(row) for row in rows]
+        keys = {variant_key(row) for row in rows}
+        if len(keys) != 1:
+            raise ValueError(f"record() takes the rows of one variant, got {sorted(map(str, keys))}")
+        (key,) = keys
+        for row in rows:
+            missing = [c for c in REQUIRED_COLUMNS if c not in row]
+            if missing:
+                raise ValueError(f"result row lacks {missing}")
+            new = [c for c in row if c not in self.columns]
+            self.extra_columns += tuple(sorted(new))
+        if scores is not None:
+            (self.directory / SCORES_DIR).mkdir(exist_ok=True)
+            names = list(scores)
+            length = {len(scores[n]) for n in names}
+            if len(length) > 1:
+                raise ValueError(f"score columns have different lengths {sorted(length)}")
+            table = [dict(zip(names, values)) for values in zip(*(scores[n] for n in names))]
+            write_text_atomic(self.scores_path(key), to_csv(table, names))
+        self._rows = [row for row in self._rows if variant_key(row) != key] + rows
+        write_text_atomic(self.directory / RESULTS_FILE, to_csv(self.rows, self.columns))
+
+    def scores_path(self, key: tuple) -> Path:
+        return self.directory / SCORES_DIR / f"{variant_name(key)}.csv"
+
+
+def load_results(directory) -> tuple[dict, list[dict]]:
+    """``(run.json contents, results rows)`` of a finished or partial run directory."""
+    directory = Path(directory).expanduser()
+    results = directory / RESULTS_FILE
+    if not results.exists():
+        raise DataError(f"{directory} holds no {RESULTS_FILE}; run `laser-jax sweep --out {directory}` first")
+    run_file = directory / RUN_FILE
+    run = json.loads(run_file.read_text()) if run_file.exists() else {}
+    return run, sorted(read_csv(results), key=sort_key)
+
+
+def load_scores(directory, key: tuple) -> list[dict]:
+    """Per-example scores of one variant (empty when not written)."""
+    path = Path(directory).expanduser() / SCORES_DIR / f"{variant_name(key)}.csv"
+    return read_csv(path) if path.exists() else []
+
+
+__all__ = [
+    "ResultsStore", "RunMismatchError", "load_results", "load_scores", "variant_key", "variant_name", "sort_key",
+    "write_text_atomic", "environment", "split_indices", "resume_skip", "sweep_rows", "example_columns", "intervention_key", "REQUIRED_COLUMNS", "BASE_TAU", "RESULTS_FILE", "RUN_FILE", "SCORES_DIR",
+]

@@ -1,0 +1,254 @@
+"""The ``laser-jax`` CLI end to end: a real sweep killed with SIGKILL and resumed, report, apply, and errors."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from laser_jax import laser, load_model
+from laser_jax.checkpoint import MANIFEST, edit_factors, read_manifest, with_factors
+from laser_jax.cli import ROW_DELAY_ENV, main
+from laser_jax.laser import Intervention
+from laser_jax.results import RESULTS_FILE, ResultsStore, read_csv
+from tests.test_checkpoint import assert_same_params, save_tiny_gpt2
+
+FACTS = [
+    ("Howard Glacier is located in", "Antarctica", "Howard Glacier is in"),
+    ("The mother tongue of Danielle Darrieux is", "French", "Danielle Darrieux speaks"),
+    ("Toko Yasuda, the", "guitar", "Toko Yasuda plays the"),
+    ("Autonomous University of Madrid is located in", "Spain", "The university is in"),
+    ("BBC One, by", "BBC", "BBC One is owned by"),
+    ("The profession of Arun Nehru is", "politician", "Arun Nehru works as a"),
+    ("Kuala Langat, located in", "Malaysia", "Kuala Langat is in"),
+    ("The official religion of Edwin of Northumbria is", "Christianity", "Edwin follows"),
+    ("Shree Pundalik, created in", "India", "Shree Pundalik is from"),
+    ("What is the twin city of Lyon? It is", "Beirut", "Lyon is twinned with"),
+]
+GRID = ["--layers", "0-1", "--taus", "fc_in", "--rhos", "0.5,0.2,0.1"]  # 6 variants + base
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny GPT-2 checkpoint with its tokenizer, and a CounterFact file (EasyEdit layout)."""
+    root = tmp_path_factory.mktemp("cli")
+    save_tiny_gpt2(root / "model")
+    records = [{"case_id": i, "prompt": p, "subject": p.split()[0], "ground_truth": a, "target_new": "Paris",
+                "rephrase_prompt": r, "locality_prompt": p, "locality_ground_truth": a} for i, (p, a, r) in enumerate(FACTS)]
+    (root / "counterfact.json").write_text(json.dumps(records))
+    return root
+
+
+def sweep_argv(setup, out, quiet=True):
+    return ["sweep", "--model", str(setup / "model"), "--task", "counterfact", "--data", str(setup / "counterfact.json"),
+            "--limit", "8", "--split", "val+test", *GRID, "--out", str(out)] + (["--quiet"] if quiet else [])
+
+
+def variant_count(out: Path) -> int:
+    try:
+        return len({(r["tau"], r["layer"], r["rho"]) for r in read_csv(out / RESULTS_FILE)})
+    except (FileNotFoundError, StopIteration):
+        return 0
+
+
+def test_sweep_killed_then_resumed_equals_uninterrupted(setup, monkeypatch, capsys):
+    """SIGKILL a real sweep after some rows, resume it, and compare with an uninterrupted run, byte for byte."""
+    full, killed = setup / "full", setup / "killed"
+    env = {**os.environ, ROW_DELAY_ENV: "0.4", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen([sys.executable, "-m", "laser_jax.cli", *sweep_argv(setup, killed)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    at_kill = []
+
+    def kill_after_three_variants():
+        deadline = time.monotonic() + 240
+        while variant_count(killed) < 3 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        at_kill.append(variant_count(killed))
+
+    killer = threading.Thread(target=kill_after_three_variants)
+    killer.start()
+    assert main(sweep_argv(setup, full)) == 0  # meanwhile, the uninterrupted run
+    killer.join()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
+    done_at_kill = at_kill[0]
+    assert 3 <= done_at_kill < 7
+
+    import laser_jax.sweep
+
+    real_sweep, skipped = laser_jax.sweep.sweep, []
+
+    def recording_sweep(*args, skip, **kwargs):
+        skipped.append(set(skip))
+        return real_sweep(*args, skip=skip, **kwargs)
+
+    monkeypatch.setattr(laser_jax.sweep, "sweep", recording_sweep)
+    capsys.readouterr()
+    assert main(sweep_argv(setup, killed, quiet=False)) == 0
+    err = capsys.readouterr().err
+    assert f"{done_at_kill} of 7 variants already done" in err
+    assert "LASER sweep" in err and "variant" in err and "<" in err  # tqdm: rate and ETA
+    # Only missing variants are computed: the base and every complete (layer, tau) group are skipped.
+    assert "base" in skipped[0] and len(skipped[0]) >= done_at_kill - 2
+
+    assert (killed / RESULTS_FILE).read_bytes() == (full / RESULTS_FILE).read_bytes()
+    assert not list(killed.rglob(".*.tmp-*"))  # a write cut by the kill is cleaned up, never read
+    comparison = filecmp.dircmp(full / "scores", killed / "scores")
+    assert not comparison.diff_files and not comparison.left_only and not comparison.right_only
+    assert len(comparison.same_files) == 7
+
+    rows = read_csv(full / RESULTS_FILE)
+    assert len(rows) == 7 * 2 and {r["split"] for r in rows} == {"val", "test"}
+    base = [r for r in rows if r["tau"] == "none"]
+    assert [(r["split"], r["n"]) for r in base] == [("val", 3), ("test", 13)]  # 8 cases x 2 prompts, first 20% val
+    assert {"layer", "tau", "rho", "k", "split", "n", "accuracy", "loss", "p_generic"} <= set(rows[0])
+    assert [r["k"] for r in rows if r["layer"] == 0 and r["split"] == "val"] == [16, 6, 3]  # of a 32 x 128 fc_in
+    run = json.loads((full / "run.json").read_text())
+    assert run["args"]["rhos"] == [0.5, 0.2, 0.1] and run["versions"]["jax"] and run["device"]
+
+    skipped.clear()
+    assert main(sweep_argv(setup, killed)) == 0  # a finished run started again computes nothing
+    assert len(skipped[0]) == 7
+    assert (killed / RESULTS_FILE).read_bytes() == (full / RESULTS_FILE).read_bytes()
+
+    assert main(["report", str(full)]) == 0
+    for name in ("heatmap_accuracy.png", "heatmap_loss.png", "generic_tokens.png", "report.md"):
+        assert (full / name).stat().st_size > 0
+    assert "| base |" in (full / "report.md").read_text()
+
+
+@pytest.mark.parametrize("factored", [False, True], ids=["dense", "factored"])
+def test_apply_saves_checkpoint_and_hf_export(setup, tmp_path, factored):
+    import transformers
+
+    argv = ["apply", "--model", str(setup / "model"), "--edit", "fc_in:1:0.05", "--edit", "q_proj:2:0.1",
+            "--out", str(tmp_path / "ckpt"), "--export-hf", str(tmp_path / "hf")] + (["--factored"] if factored else [])
+    assert main(argv) == 0
+    manifest = read_manifest(tmp_path / "ckpt")
+    assert manifest["storage"] == ("factored" if factored else "dense")
+    assert [(e["tau"], e["layer"], e["rho"]) for e in manifest["edits"]] == [("fc_in", 1, 0.05), ("q_proj", 2, 0.1)]
+    original = load_model(setup / "model")
+    steps = [Intervention(1, "fc_in", 0.05), Intervention(2, "q_proj", 0.1)]
+    applied = laser.apply(original, steps)
+    expected = with_factors(original, edit_factors(original, steps)) if factored else applied
+    restored = load_model(tmp_path / "ckpt")
+    assert_same_params(restored.params, expected.params)
+    np.testing.assert_allclose(np.asarray(restored.matrix(1, "fc_in")), np.asarray(applied.matrix(1, "fc_in")), atol=1e-6)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf")).eval()
+    ids = np.arange(1, 13)[None] * 7 % 263
+    import torch
+
+    with torch.no_grad():
+        theirs = hf(input_ids=torch.tensor(ids)).logits.numpy()
+    np.testing.assert_allclose(np.asarray(restored.logits(ids)), theirs, atol=1e-4, rtol=0)
+
+
+def _corrupt(setup, tmp_path, what):
+    assert main(["apply", "--model", str(setup / "model"), "--edit", "fc_in:0:0.5", "--out", str(tmp_path / "ckpt")]) == 0
+    if what == "manifest":
+        (tmp_path / "ckpt" / MANIFEST).write_text("{")
+    else:
+        import shutil
+
+        shutil.rmtree(tmp_path / "ckpt" / "params")
+    return str(tmp_path / "ckpt")
+
+
+ERRORS = {
+    "unknown task": (["--task", "nope"], "unknown task 'nope'"),
+    "bad layer range": (["--layers", "5-2"], "bad layer range"),
+    "layer beyond the model": (["--layers", "0-9"], "out of range"),
+    "rho above 1": (["--rhos", "0.5,1.5"], "outside [0, 1]"),
+    "rho not a number": (["--rhos", "half"], "not a number"),
+    "unknown tau": (["--taus", "fc_in,fc_xx"], "unknown matrix type tau='fc_xx'"),
+    "tau the family lacks": (["--taus", "fc_up"], "has no 'fc_up' matrix"),
+    "missing data file": (["--data", "/nonexistent/cf.json"], "no such data file"),
+    "bad limit": (["--limit", "0"], "--limit must be at least 1"),
+}
+
+
+def _sweep_error_argv(setup, tmp_path, changes):
+    argv = ["sweep", "--model", str(setup / "model"), "--task", "counterfact", "--data", str(setup / "counterfact.json"),
+            "--layers", "0", "--taus", "fc_in", "--rhos", "0.5", "--out", str(tmp_path / "out"), "--quiet"]
+    for flag, value in zip(changes[::2], changes[1::2]):
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
+    return argv
+
+
+def _assert_one_line_error(capsys, code, expected):
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert "\n" not in err and "Traceback" not in err, err
+    assert err.startswith("laser-jax") and "error: " in err and expected in err, err
+
+
+@pytest.mark.parametrize("name", list(ERRORS))
+def test_sweep_argument_errors_are_one_line(setup, tmp_path, capsys, name):
+    changes, expected = ERRORS[name]
+    _assert_one_line_error(capsys, main(_sweep_error_argv(setup, tmp_path, changes)), expected)
+    assert not (tmp_path / "out").exists()  # refused before writing anything
+
+
+@pytest.mark.parametrize("what,expected", [("manifest", "corrupt checkpoint"), ("params", "partial checkpoint")])
+def test_corrupt_checkpoint_is_one_line(setup, tmp_path, capsys, what, expected):
+    ckpt = _corrupt(setup, tmp_path, what)
+    capsys.readouterr()
+    code = main(["apply", "--model", ckpt, "--edit", "fc_in:1:0.5", "--out", str(tmp_path / "again")])
+    _assert_one_line_error(capsys, code, expected)
+
+
+def test_output_directory_of_another_run_is_refused(setup, tmp_path, capsys):
+    ResultsStore(tmp_path / "out", {"model": "other"}).start()
+    code = main(_sweep_error_argv(setup, tmp_path, []))
+    _assert_one_line_error(capsys, code, "holds a different run")
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["apply", "--model", "M", "--edit", "fc_in:x:0.1", "--out", "O"], "layer 'x' is not an integer"),
+    (["apply", "--model", "M", "--edit", "fc_in:1", "--out", "O"], "use TAU:LAYER:RHO"),
+    (["apply", "--model", "M", "--edit", "fc_in:1:0.1"], "needs --out DIR"),
+    (["apply", "--model", "M", "--edit", "fc_in:99:0.1", "--out", "O"], "out of range"),
+    (["report", "R"], "holds no results.csv"),
+    (["sweep", "--model", "M"], "the following arguments are required"),
+])
+def test_other_errors_are_one_line(setup, tmp_path, capsys, argv, expected):
+    argv = [str(setup / "model") if a == "M" else str(tmp_path / a) if a in ("O", "R") else a for a in argv]
+    if argv[0] == "report":
+        (tmp_path / "R").mkdir()
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own usage errors
+        code = exit_.code
+    _assert_one_line_error(capsys, code, expected)
+
+
+def test_console_script_error_has_no_traceback(setup, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "laser_jax.cli", "sweep", "--model", str(setup / "model"), "--task", "nope",
+                             "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "unknown task 'nope'" in result.stderr
+
+
+def test_synthetic_delegates_to_the_experiment(monkeypatch, tmp_path, capsys):
+    from synthetic import run
+
+    calls = []
+    monkeypatch.setattr(run, "run_experiment", lambda preset, out: calls.append((preset, out)) or {})
+    assert main(["synthetic", "--out", str(tmp_path)]) == 0
+    assert main(["synthetic", "--preset", "tiny"]) == 0
+    assert calls == [("quick", str(tmp_path)), ("tiny", None)]
+    _assert_one_line_error(capsys, main(["synthetic", "--preset", "huge"]), "unknown synthetic preset 'huge'")

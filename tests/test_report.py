@@ -1,0 +1,111 @@
+"""The results store (atomic, sorted, resumable, argument-checked) and the report built from it."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from laser_jax.report import select_best, summary_table, write_report
+from laser_jax.results import RESULTS_FILE, ResultsStore, RunMismatchError, load_results, load_scores
+
+ARGS = {"model": "tiny", "task": "counterfact", "layers": [0, 1], "taus": ["fc_in", "fc_out"], "rhos": [0.5, 0.1]}
+
+
+def variant_rows(tau, layer, rho, val_acc, val_loss, test_acc=0.5, probe=None):
+    extra = {} if probe is None else {"p_generic": probe}
+    k = None if tau == "none" else max(1, int(rho * 32))
+    return [
+        {"layer": layer, "tau": tau, "rho": rho, "k": k, "split": "val", "n": 2, "accuracy": val_acc, "loss": val_loss, **extra},
+        {"layer": layer, "tau": tau, "rho": rho, "k": k, "split": "test", "n": 8, "accuracy": test_acc, "loss": 2.0, **extra},
+    ]
+
+
+def fill(store, probe=False):
+    """Base plus the full 2 x 2 x 2 grid; fc_out layer 1 rho 0.1 and fc_in layer 0 rho 0.5 tie on val accuracy."""
+    p = (lambda v: v) if probe else (lambda v: None)
+    store.record(variant_rows("none", None, None, 0.5, 1.0, probe=p(0.3)), scores={"index": [0, 1], "correct": [1, 0]})
+    for tau in ("fc_out", "fc_in"):  # deliberately not in sorted order
+        for layer in (1, 0):
+            for rho in (0.1, 0.5):
+                acc = 1.0 if (tau, layer, rho) in {("fc_out", 1, 0.1), ("fc_in", 0, 0.5)} else 0.5
+                loss = 0.7 if (tau, layer, rho) == ("fc_out", 1, 0.1) else 0.9
+                store.record(variant_rows(tau, layer, rho, acc, loss, test_acc=0.75, probe=p(0.1 * layer + rho)),
+                             scores={"index": [0, 1], "correct": [1, 1]})
+
+
+def test_rows_are_sorted_and_files_complete(tmp_path):
+    store = ResultsStore(tmp_path / "run", ARGS)
+    fill(store)
+    run, rows = load_results(tmp_path / "run")
+    assert run["args"] == ARGS and "jax" in run["versions"] and run["device"]
+    with open(tmp_path / "run" / RESULTS_FILE) as handle:
+        lines = list(csv.reader(handle))
+    assert lines[0][:8] == ["layer", "tau", "rho", "k", "split", "n", "accuracy", "loss"]
+    assert lines[1][:5] == ["", "none", "", "", "val"] and lines[2][4] == "test"
+    order = [(r["tau"], r["layer"], r["rho"]) for r in rows[2::2]]
+    assert order == sorted(order, key=lambda t: (t[0], t[1], -t[2]))
+    assert len(rows) == 2 * 9
+    assert load_scores(tmp_path / "run", ("fc_in", 0, 0.5)) == [{"index": 0, "correct": 1}, {"index": 1, "correct": 1}]
+    assert not [p for p in (tmp_path / "run").rglob(".*tmp*")]  # no temporary files left behind
+
+
+def test_reopen_resumes_and_rerecording_replaces(tmp_path):
+    first = ResultsStore(tmp_path / "run", ARGS)
+    first.record(variant_rows("none", None, None, 0.5, 1.0))
+    first.record(variant_rows("fc_in", 0, 0.5, 0.5, 1.0))
+    first.close()
+    second = ResultsStore(tmp_path / "run", ARGS)
+    assert second.done() == {("none", None, None), ("fc_in", 0, 0.5)}
+    second.record(variant_rows("fc_in", 0, 0.5, 1.0, 1.0))  # a variant recorded again replaces its rows
+    assert len(load_results(tmp_path / "run")[1]) == 4
+
+
+def test_different_arguments_are_refused(tmp_path):
+    ResultsStore(tmp_path / "run", ARGS).record(variant_rows("none", None, None, 0.5, 1.0))
+    with pytest.raises(RunMismatchError, match=r"holds a different run \(rhos="):
+        ResultsStore(tmp_path / "run", {**ARGS, "rhos": [0.5]})
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    with pytest.raises(RunMismatchError, match="not empty"):
+        ResultsStore(tmp_path / "other", ARGS)
+
+
+def test_a_second_concurrent_writer_is_refused(tmp_path):
+    first = ResultsStore(tmp_path / "run", ARGS)
+    first.start()
+    with pytest.raises(RunMismatchError, match="another laser-jax process"):
+        ResultsStore(tmp_path / "run", ARGS).start()
+    first.close()
+    ResultsStore(tmp_path / "run", ARGS).start()  # free again once the first has finished
+
+
+def test_selection_protocol_ties_go_to_lower_val_loss(tmp_path):
+    store = ResultsStore(tmp_path / "run", ARGS)
+    fill(store)
+    rows = load_results(tmp_path / "run")[1]
+    assert select_best(rows) == ("fc_out", 1, 0.1)
+    table = summary_table(rows)
+    assert "| base |" in table and "fc_out layer 1, ρ=0.1 (90% reduction)" in table and "0.7500" in table
+
+
+def test_report_writes_heatmaps_table_and_probe_plot(tmp_path):
+    store = ResultsStore(tmp_path / "run", ARGS)
+    fill(store, probe=True)
+    written = {p.name for p in write_report(tmp_path / "run")}
+    assert written == {"heatmap_accuracy.png", "heatmap_loss.png", "generic_tokens.png", "report.md"}
+    for name in written - {"report.md"}:
+        assert (tmp_path / "run" / name).read_bytes()[:4] == b"\x89PNG"
+    text = (tmp_path / "run" / "report.md").read_text()
+    assert "val accuracy" in text and "![heatmap_accuracy](heatmap_accuracy.png)" in text
+
+
+def test_report_without_probes_or_validation(tmp_path):
+    store = ResultsStore(tmp_path / "run", ARGS)
+    for tau, layer, rho, acc in (("none", None, None, 0.4), ("fc_in", 0, 0.5, 0.6), ("fc_in", 1, 0.5, 0.2)):
+        store.record([{"layer": layer, "tau": tau, "rho": rho, "k": 3, "split": "all", "n": 5, "accuracy": acc, "loss": 1.0}])
+    written = {p.name for p in write_report(tmp_path / "run")}
+    assert "generic_tokens.png" not in written
+    assert "optimistic" in (tmp_path / "run" / "report.md").read_text()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["args"]["task"] == "counterfact"
