@@ -36,7 +36,7 @@ import numpy as np
 from laser_jax.errors import ConfigError, InterventionError, LaserJaxError, SourceError
 from laser_jax.model import Model
 from laser_jax.models import base, get_family
-from laser_jax.models.convert import _get_path, _leaf_paths, _set_path
+from laser_jax.models.convert import get_path, leaf_paths, set_path
 from laser_jax.results import write_text_atomic
 
 MANIFEST = "laser_jax.json"
@@ -86,13 +86,13 @@ def staged_directory(target, *, marker: str):
 
 def _flatten(tree: dict) -> dict[str, object]:
     """``{"blocks/fc_in": array, ...}``: leaves by the path names of :mod:`laser_jax.models.convert`."""
-    return {path: _get_path(tree, path) for path in _leaf_paths(tree)}
+    return {path: get_path(tree, path) for path in leaf_paths(tree)}
 
 
 def _unflatten(flat: Mapping[str, object]) -> dict:
     tree: dict = {}
     for path, value in flat.items():
-        _set_path(tree, path, value)
+        set_path(tree, path, value)
     return tree
 
 

@@ -41,7 +41,7 @@ def load_model(source, *, revision: Optional[str] = None, dtype=jnp.float32, tok
         if (path / "laser_jax.json").exists():
             from laser_jax.checkpoint import restore
 
-            return restore(path)
+            return restore(path, tokenizer=tokenizer)  # exactly as saved: dtype is the checkpoint's
         return _load_directory(path, dtype, tokenizer, source)
     if path.exists():
         raise SourceError(f"model source {source!r} is a file but not a .gguf file")

@@ -69,7 +69,7 @@ def vector_rule(hf: str, ours: str, size: Callable) -> Rule:
     return Rule(hf, (ours,), lambda c: (size(c),))
 
 
-def _set_path(tree: dict, path: str, value) -> None:
+def set_path(tree: dict, path: str, value) -> None:
     *groups, leaf = path.split("/")
     for group in groups:
         tree = tree.setdefault(group, {})
@@ -78,18 +78,18 @@ def _set_path(tree: dict, path: str, value) -> None:
     tree[leaf] = value
 
 
-def _get_path(tree: dict, path: str):
+def get_path(tree: dict, path: str):
     for part in path.split("/"):
         tree = tree[part]
     return tree
 
 
-def _leaf_paths(tree: dict, prefix: str = "") -> list[str]:
+def leaf_paths(tree: dict, prefix: str = "") -> list[str]:
     out = []
     for key, value in tree.items():
         path = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.extend(_leaf_paths(value, path + "/"))
+            out.extend(leaf_paths(value, path + "/"))
         else:
             out.append(path)
     return out
@@ -140,11 +140,11 @@ def from_hf_state(
             if rule.per_layer:
                 per_layer.setdefault(path, [None] * n_layers)[layer] = piece
             else:
-                _set_path(tree, path, piece)
+                set_path(tree, path, piece)
     for path, pieces in per_layer.items():
-        _set_path(tree, path, np.stack(pieces))
+        set_path(tree, path, np.stack(pieces))
 
-    filled = set(_leaf_paths(tree))
+    filled = set(leaf_paths(tree))
     declared = {p for rule in rules for p in rule.ours}
     if filled != declared:
         raise ConversionError(f"{family_name}: leaves not filled: {sorted(declared - filled)}")
@@ -155,7 +155,7 @@ def to_hf_state(rules: tuple[Rule, ...], n_layers: int, cfg, params: dict) -> di
     """The inverse of :func:`from_hf_state`: our params to HF names and layouts."""
     state = {}
     for rule in rules:
-        leaves = [np.asarray(_get_path(params, path)) for path in rule.ours]
+        leaves = [np.asarray(get_path(params, path)) for path in rule.ours]
         if rule.per_layer:
             for layer in range(n_layers):
                 state[rule.hf.format(layer=layer)] = rule.to_hf([leaf[layer] for leaf in leaves], cfg)
