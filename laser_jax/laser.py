@@ -1,0 +1,381 @@
+"""LASER math: interventions ``(layer, τ, ρ)``, rank truncation by SVD, and :func:`apply`.
+
+One LASER step replaces the ``(in, out)`` matrix ``W`` of type τ in block
+``layer`` by its best rank-``k`` approximation, ``k = floor(ρ · min(in, out))``
+(the official code's ``int(max_rank * rate)``). ρ = 0 gives the zero matrix,
+ρ = 1 the original matrix, bit for bit.
+
+The truncation is an exact SVD (float32, or float64 on request) computed once
+per ``(model, layer, τ)`` and kept in a :class:`FactorCache`; a rank is then a
+mask on the singular values, ``s * (arange(r) < k)``, so ``k`` may be a traced
+value and a new ρ never recompiles (:func:`rank_mask`, :func:`truncate`). A
+``randomized`` method reproduces the official ``torch.svd_lowrank(W, q=k,
+niter=2)`` (Halko et al.) with an explicit JAX key, for parity with published
+numbers only.
+
+τ names are those of the paper (:data:`laser_jax.models.base.TAUS`) plus the
+groups ``attn``, ``mlp`` and ``all``; a group is one joint step that truncates
+every matrix of the group that the family has, at the same ρ.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import weakref
+from typing import Callable, Iterable, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from laser_jax.errors import InterventionError
+from laser_jax.models import base
+from laser_jax.models.base import LowRank
+
+TAU_GROUPS: dict[str, tuple[str, ...]] = {"attn": base.ATTENTION_TAUS, "mlp": base.MLP_TAUS, "all": base.TAUS}
+TAU_NAMES: tuple[str, ...] = base.TAUS + tuple(TAU_GROUPS)
+METHODS = ("exact", "randomized")
+SVD_DTYPES = ("float32", "float64")
+RANDOMIZED_POWER_ITERATIONS = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Intervention:
+    """One LASER step: keep the fraction ``rho`` of the rank of matrix ``tau`` in block ``layer``.
+
+    ``layer`` counts from 0; ``tau`` is a τ name or a group (``attn``, ``mlp``,
+    ``all``). The layer range and whether the family has τ are checked by
+    :func:`apply` and the sweep, which know the model.
+    """
+
+    layer: int
+    tau: str
+    rho: float
+
+    def __post_init__(self):
+        if isinstance(self.layer, bool) or not isinstance(self.layer, (int, np.integer)):
+            raise InterventionError(f"layer must be an integer, got {self.layer!r}")
+        object.__setattr__(self, "layer", int(self.layer))
+        if self.tau not in TAU_NAMES:
+            raise InterventionError(f"unknown matrix type tau={self.tau!r}; known: {', '.join(TAU_NAMES)}")
+        try:
+            rho = float(self.rho)
+        except (TypeError, ValueError):
+            raise InterventionError(f"rho must be a number in [0, 1], got {self.rho!r}") from None
+        if not 0.0 <= rho <= 1.0:  # also refuses nan
+            raise InterventionError(f"rho={self.rho!r} is outside [0, 1] (rho is the fraction of the rank kept)")
+        object.__setattr__(self, "rho", rho)
+
+    @property
+    def key(self) -> str:
+        """A stable string id, e.g. ``"8/fc_in/0.01"``; :meth:`from_key` inverts it."""
+        return f"{self.layer}/{self.tau}/{self.rho!r}"
+
+    @classmethod
+    def from_key(cls, key: str) -> "Intervention":
+        try:
+            layer, tau, rho = key.split("/")
+            return cls(int(layer), tau, float(rho))
+        except ValueError:
+            raise InterventionError(f"not an intervention key (layer/tau/rho): {key!r}") from None
+
+    @property
+    def reduction_percent(self) -> float:
+        """The paper's x axis: 100 · (1 − ρ)."""
+        return 100.0 * (1.0 - self.rho)
+
+
+def matrices_of(family: base.Family, tau: str) -> tuple[str, ...]:
+    """The concrete τs a τ name or group stands for in ``family``.
+
+    A group keeps the members the family has (``mlp`` on GPT-2 is ``fc_in,
+    fc_out``); a concrete τ the family lacks (``fc_up`` on GPT-2) is an error.
+    """
+    if tau in TAU_GROUPS:
+        return tuple(t for t in TAU_GROUPS[tau] if t in family.taus)
+    base.check_tau(family, tau)
+    return (tau,)
+
+
+def check_intervention(model, step: Intervention) -> tuple[str, ...]:
+    """Validate ``step`` against ``model``; return the concrete τs it changes."""
+    base.check_layer(model.params, step.layer)
+    return matrices_of(model.family, step.tau)
+
+
+def rank_for(rho: float, shape) -> int:
+    """``k = floor(ρ · min(m, n))`` for a matrix (or stack) whose last two axes are ``(m, n)``."""
+    return int(min(int(shape[-2]), int(shape[-1])) * float(rho))
+
+
+def rank_mask(s: jax.Array, k) -> jax.Array:
+    """Singular values ``s`` [..., r] with all but the first ``k`` zeroed; ``k`` may be traced."""
+    keep = jnp.arange(s.shape[-1]) < jnp.asarray(k)[..., None]
+    return s * keep.astype(s.dtype)
+
+
+def truncate_factors(factors: LowRank, k) -> LowRank:
+    """The rank-``k`` truncation of an SVD as a full-width :class:`LowRank` with masked ``s``."""
+    return LowRank(factors.u, rank_mask(factors.s, k), factors.vt)
+
+
+def _finite(factors: LowRank) -> jax.Array:
+    return jnp.isfinite(factors.u).all() & jnp.isfinite(factors.s).all() & jnp.isfinite(factors.vt).all()
+
+
+def thin_svd(matrix: jax.Array) -> LowRank:
+    """Thin float32 SVD (jittable). A wide matrix is factored as its transpose: LAPACK's
+    divide and conquer is several times faster on the tall orientation on CPU."""
+    matrix = matrix.astype(jnp.float32)
+    if matrix.shape[-2] >= matrix.shape[-1]:
+        return LowRank(*jnp.linalg.svd(matrix, full_matrices=False))
+    u, s, vt = jnp.linalg.svd(jnp.swapaxes(matrix, -1, -2), full_matrices=False)
+    return LowRank(jnp.swapaxes(vt, -1, -2), s, jnp.swapaxes(u, -1, -2))
+
+
+@jax.jit
+def _exact_svd_f32(matrix):
+    factors = thin_svd(matrix)
+    return factors, _finite(factors)
+
+
+@jax.jit
+def reconstruct(factors: LowRank, k) -> jax.Array:
+    """The dense rank-``k`` approximation ``(u * masked s) @ vt`` (jitted, ``k`` traced)."""
+    return (factors.u * rank_mask(factors.s, k)[..., None, :]) @ factors.vt
+
+
+@jax.jit
+def _replace_with_truncation(stack, layer, factors: LowRank, k):
+    """``stack`` with ``stack[layer]`` replaced by the rank-k reconstruction (layer and k traced)."""
+    return jax.lax.dynamic_update_index_in_dim(stack, reconstruct(factors, k).astype(stack.dtype), layer, 0)
+
+
+def truncate(matrix: jax.Array, k) -> jax.Array:
+    """Best rank-``k`` approximation of ``matrix`` by exact float32 SVD (jittable; ``k`` may be traced)."""
+    return reconstruct(thin_svd(matrix), k).astype(matrix.dtype)
+
+
+def exact_svd(matrix, svd_dtype: str = "float32", where: str = "matrix") -> LowRank:
+    """Thin SVD ``(u [m, r], s [r], vt [r, n])`` in float32 factors.
+
+    ``svd_dtype="float64"`` computes it in float64 with numpy (JAX's x64 mode is
+    usually off) and rounds the factors to float32. Non-finite output raises a
+    one-line :class:`InterventionError` naming ``where``.
+    """
+    if svd_dtype not in SVD_DTYPES:
+        raise InterventionError(f"svd_dtype must be one of {', '.join(SVD_DTYPES)}, got {svd_dtype!r}")
+    if isinstance(matrix, LowRank):
+        matrix = matrix.dense()
+    if svd_dtype == "float64":
+        wide = matrix.shape[0] < matrix.shape[1]
+        host = np.asarray(matrix, np.float64)
+        u, s, vt = np.linalg.svd(host.T if wide else host, full_matrices=False)
+        u, vt = (vt.T, u.T) if wide else (u, vt)
+        finite = all(np.isfinite(a).all() for a in (u, s, vt))
+        factors = LowRank(*(jnp.asarray(a, jnp.float32) for a in (u, s, vt)))
+    else:
+        factors, finite = _exact_svd_f32(jnp.asarray(matrix))
+    return check_finite(factors, finite, where)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "power_iterations"))
+def _halko(matrix, key, k: int, power_iterations: int):
+    tall = matrix.shape[0] >= matrix.shape[1]
+    a = matrix.astype(jnp.float32) if tall else matrix.astype(jnp.float32).T
+    q = jnp.linalg.qr(a @ jax.random.normal(key, (a.shape[1], k), jnp.float32))[0]
+    for _ in range(power_iterations):
+        q = jnp.linalg.qr(a.T @ q)[0]
+        q = jnp.linalg.qr(a @ q)[0]
+    ub, s, vt = jnp.linalg.svd(q.T @ a, full_matrices=False)
+    u = q @ ub
+    factors = LowRank(u, s, vt) if tall else LowRank(vt.T, s, u.T)
+    return factors, _finite(factors)
+
+
+def randomized_svd(matrix, k: int, key: jax.Array, where: str = "matrix",
+                   power_iterations: int = RANDOMIZED_POWER_ITERATIONS) -> LowRank:
+    """Rank-``k`` factors by Halko's randomized range finder, as ``torch.svd_lowrank(W, q=k, niter=2)``.
+
+    Like torch, a wide matrix is transposed first; the Gaussian test matrix
+    comes from ``key`` (the official code uses torch's global RNG, unseeded).
+    """
+    if isinstance(matrix, LowRank):
+        matrix = matrix.dense()
+    m, n = matrix.shape
+    if k == 0:
+        return LowRank(jnp.zeros((m, 0), jnp.float32), jnp.zeros((0,), jnp.float32), jnp.zeros((0, n), jnp.float32))
+    return check_finite(*_halko(jnp.asarray(matrix), key, int(k), power_iterations), where)
+
+
+def check_finite(factors: LowRank, finite, where: str) -> LowRank:
+    """``factors``, or a one-line :class:`InterventionError` when the SVD produced NaN or inf."""
+    if not bool(finite):
+        raise InterventionError(f"SVD of {where} returned non-finite values (are the weights finite?)")
+    return factors
+
+
+def matrix_key(key: jax.Array, layer: int, tau: str) -> jax.Array:
+    """The key of one matrix's randomized SVD, derived from the user's key."""
+    return jax.random.fold_in(jax.random.fold_in(key, layer), base.TAUS.index(tau))
+
+
+class FactorCache:
+    """LRU cache of SVD factors keyed by model identity and parameter path, with a byte budget.
+
+    Entries of a model are dropped when the model is garbage collected. A
+    model is keyed by identity: :func:`apply` returns a new model, so factors
+    are never shared between a model and its edited copy.
+    """
+
+    def __init__(self, max_bytes: int = 4 << 30):
+        self.max_bytes = max_bytes
+        self._entries: collections.OrderedDict = collections.OrderedDict()
+        self._sizes: dict = {}
+        self._watched: set[int] = set()
+
+    def get(self, model, path: tuple, compute: Callable[[], LowRank]) -> LowRank:
+        key = (id(model), path)
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        value = compute()
+        if id(model) not in self._watched:
+            self._watched.add(id(model))
+            weakref.finalize(model, self.forget, id(model))
+        self._entries[key] = value
+        self._sizes[key] = sum(leaf.nbytes for leaf in jax.tree.leaves(value))
+        while len(self._entries) > 1 and self.nbytes > self.max_bytes:
+            oldest, _ = self._entries.popitem(last=False)
+            del self._sizes[oldest]
+        return value
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self._sizes.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def forget(self, model_id: int) -> None:
+        for key in [key for key in self._entries if key[0] == model_id]:
+            del self._entries[key], self._sizes[key]
+        self._watched.discard(model_id)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._sizes.clear()
+
+
+FACTOR_CACHE = FactorCache()
+
+
+def factors_for(model, layer: int, tau: str, *, method: str = "exact", k: Optional[int] = None,
+                key: Optional[jax.Array] = None, svd_dtype: str = "float32",
+                cache: Optional[FactorCache] = FACTOR_CACHE) -> LowRank:
+    """SVD factors of matrix τ in block ``layer`` of ``model``, cached.
+
+    ``exact``: the full thin SVD (truncate it with :func:`truncate_factors`).
+    ``randomized``: rank-``k`` Halko factors from ``matrix_key(key, layer, tau)``.
+    """
+    where = f"layer {layer} {tau}"
+    if method == "exact":
+        path = (layer, tau, "exact", svd_dtype)
+        compute = lambda: exact_svd(model.matrix(layer, tau), svd_dtype, where)  # noqa: E731
+    elif method == "randomized":
+        if key is None:
+            raise InterventionError("method='randomized' needs an explicit key (jax.random.key(seed))")
+        path = (layer, tau, "randomized", int(k), tuple(np.asarray(jax.random.key_data(key)).ravel().tolist()))
+        compute = lambda: randomized_svd(model.matrix(layer, tau), int(k), matrix_key(key, layer, tau), where)  # noqa: E731
+    else:
+        raise InterventionError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    return compute() if cache is None else cache.get(model, path, compute)
+
+
+def planned_ranks(model, steps: Iterable[Intervention]) -> dict[str, dict[int, int]]:
+    """``{tau: {layer: k}}`` for a set of steps, validated; repeated matrices keep the smallest k.
+
+    Truncating a rank-k1 truncation to k2 is the rank-min(k1, k2) truncation of
+    the original, so steps on the same matrix compose by taking the minimum.
+    """
+    ranks: dict[str, dict[int, int]] = {}
+    for step in steps:
+        for tau in check_intervention(model, step):
+            k = rank_for(step.rho, model.params["blocks"][tau].shape)
+            layers = ranks.setdefault(tau, {})
+            layers[step.layer] = min(k, layers.get(step.layer, k))
+    return ranks
+
+
+def apply(model, interventions: Union[Intervention, Iterable[Intervention]], *, factored: bool = False,
+          method: str = "exact", key: Optional[jax.Array] = None, svd_dtype: str = "float32",
+          cache: Optional[FactorCache] = FACTOR_CACHE):
+    """A new :class:`~laser_jax.model.Model` with the LASER steps applied; ``model`` is untouched.
+
+    Steps compose; every step is validated before any work (one-line
+    :class:`InterventionError`). A step with k = full rank keeps the original
+    matrix exactly.
+
+    ``factored=True`` stores τ's whole ``[n_layers, in, out]`` stack as a
+    :class:`LowRank` stack (``u [L, in, r]``, ``s [L, r]``, ``vt [L, r, out]``,
+    static ``r`` = the largest k, smaller ranks zero-padded) when every layer of
+    τ is truncated or the stack already is factored; otherwise that τ stays
+    dense, because a stack is one array.
+    """
+    steps = [interventions] if isinstance(interventions, Intervention) else list(interventions)
+    ranks = planned_ranks(model, steps)
+    params = model.params
+    for tau, layer_ranks in ranks.items():
+        stack = params["blocks"][tau]
+        if factored and (isinstance(stack, LowRank) or len(layer_ranks) == model.n_layers):
+            per_layer = [truncated_factors(model, layer, tau, layer_ranks[layer], method, key, svd_dtype, cache)
+                         if layer in layer_ranks else base.get_matrix(model.family, params, layer, tau)
+                         for layer in range(model.n_layers)]
+            params = base.set_matrix_stack(params, tau, stack_factors(per_layer, stack.dtype))
+            continue
+        dense = stack.dense() if isinstance(stack, LowRank) else stack
+        full_rank = min(dense.shape[-2:])
+        for layer, k in sorted(layer_ranks.items()):
+            if k < full_rank or isinstance(stack, LowRank):
+                factors = factors_for(model, layer, tau, method=method, k=k, key=key, svd_dtype=svd_dtype, cache=cache)
+                dense = _replace_with_truncation(dense, layer, factors, k)
+        params = base.set_matrix_stack(params, tau, dense)
+    return model.replace(params=params)
+
+
+def truncated_factors(model, layer: int, tau: str, k: int, method: str = "exact", key: Optional[jax.Array] = None,
+                      svd_dtype: str = "float32", cache: Optional[FactorCache] = FACTOR_CACHE) -> LowRank:
+    """The rank-``k`` truncation of one matrix as factors of static width ``k``."""
+    if method == "randomized":
+        return factors_for(model, layer, tau, method=method, k=k, key=key, cache=cache)
+    factors = factors_for(model, layer, tau, svd_dtype=svd_dtype, cache=cache)
+    return LowRank(factors.u[:, :k], factors.s[:k], factors.vt[:k])
+
+
+def stack_factors(per_layer: list, dtype) -> LowRank:
+    """Stack per-layer factors (or dense matrices, factored exactly) into one LowRank, zero-padding ranks."""
+    factors = [m if isinstance(m, LowRank) else exact_svd(m) for m in per_layer]
+    width = max(f.s.shape[-1] for f in factors)
+    padded = [pad_rank(f, width) for f in factors]
+    return LowRank(*(jnp.stack([getattr(f, name) for f in padded]).astype(dtype) for name in ("u", "s", "vt")))
+
+
+def pad_rank(factors: LowRank, width: int) -> LowRank:
+    """The same matrix with its factors zero-padded to rank ``width``."""
+    extra = width - factors.s.shape[-1]
+    return LowRank(jnp.pad(factors.u, ((0, 0), (0, extra))), jnp.pad(factors.s, (0, extra)),
+                   jnp.pad(factors.vt, ((0, extra), (0, 0))))
+
+
+def expand_grid(layers: Iterable[int], taus: Iterable[str], rhos: Iterable[float]) -> list[Intervention]:
+    """The grid layers × τs × ρs as interventions, in that nesting order."""
+    return [Intervention(int(layer), tau, float(rho)) for layer in layers for tau in taus for rho in rhos]
+
+
+__all__ = [
+    "TAU_GROUPS", "TAU_NAMES", "METHODS", "Intervention", "matrices_of", "check_intervention", "rank_for",
+    "rank_mask", "truncate_factors", "thin_svd", "reconstruct", "truncate", "exact_svd", "randomized_svd", "matrix_key",
+    "FactorCache", "FACTOR_CACHE", "factors_for", "truncated_factors", "planned_ranks", "apply", "stack_factors", "pad_rank", "expand_grid",
+]
