@@ -280,9 +280,10 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/counterfact/counterfact-val.json"))
     parser.add_argument("--out", help="markdown file to write (default: stdout)")
     parser.add_argument("--timing", default="", help="a timing note to append (measured numbers only)")
+    parser.add_argument("--note", action="append", default=[], help="a markdown section to append (repeatable)")
     parser.add_argument("--csv", help="also write the merged results rows here")
     args = parser.parse_args(argv)
-    text = summarize(args.dirs, args.data, args.timing)
+    text = summarize(args.dirs, args.data, args.timing) + "".join(f"\n{note}\n" for note in args.note)
     if args.csv:
         _, rows = merge_runs(args.dirs)
         columns = [c for c in rows[0] if c != "_dir"]
