@@ -43,15 +43,12 @@ class AssocConfig:
     seed: int = 0
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
 def make_problem(cfg: AssocConfig):
     """Input embeddings [N, d], output embeddings [M, d] (both N(0, 1/d)) and targets y [N] (never noise)."""
-    k_in, k_out, k_y = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)
-    inputs = jax.random.normal(k_in, (cfg.n_inputs, cfg.d)) / np.sqrt(cfg.d)
-    outputs = jax.random.normal(k_out, (cfg.n_outputs, cfg.d)) / np.sqrt(cfg.d)
-    shift = jax.random.randint(k_y, (cfg.n_inputs,), 1, cfg.n_outputs)
-    targets = (cfg.noise_token + shift) % cfg.n_outputs
-    return inputs, outputs, targets
+    embeddings = jax.random.normal(jax.random.PRNGKey(cfg.seed), (cfg.n_inputs + cfg.n_outputs, cfg.d)) / np.sqrt(cfg.d)
+    shift = np.random.default_rng(cfg.seed).integers(1, cfg.n_outputs, cfg.n_inputs)
+    targets = jnp.asarray((cfg.noise_token + shift) % cfg.n_outputs, jnp.int32)
+    return embeddings[:cfg.n_inputs], embeddings[cfg.n_inputs:], targets
 
 
 def population_loss(w, inputs, outputs, targets, alpha: float, noise_token: int):

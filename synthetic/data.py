@@ -113,7 +113,8 @@ def stats_from_counts(vocab: Sequence[str], unigram_counts, bigram_counts, sourc
     bigram = np.asarray(bigram_counts, np.float64)
     size = len(vocab)
     if unigram.shape != (size,) or bigram.shape != (size, size):
-        raise DataError(f"{source}: expected {size} unigram and {size}x{size} bigram counts, got {unigram.shape} and {bigram.shape}")
+        raise DataError(f"{source}: expected {size} unigram and {size}x{size} bigram counts, "
+                        f"got {unigram.shape} and {bigram.shape}")
     if unigram.sum() <= 0 or (unigram < 0).any() or (bigram < 0).any():
         raise DataError(f"{source}: counts must be non-negative with a positive total")
     unigram = unigram / unigram.sum()
@@ -221,12 +222,13 @@ def _draw(cdf: jax.Array, u: jax.Array) -> jax.Array:
 def sample_batch(key: jax.Array, sampler: Sampler, task: TaskConfig, batch_size: int, alpha=None) -> Batch:
     """``batch_size`` sequences of ``task.seq_len`` inputs; jittable (``alpha`` may be traced)."""
     alpha = task.alpha if alpha is None else alpha
-    length, vocab = task.seq_len + 1, sampler.bigram_cdf.shape[0]
-    k_out, k_first, k_step, k_noise = jax.random.split(key, 4)
-    outputs = jax.random.randint(k_out, (batch_size, sampler.triggers.shape[0]), 0, vocab, jnp.int32)
-    first = _draw(sampler.unigram_cdf, jax.random.uniform(k_first, (batch_size,)))
-    uniforms = jax.random.uniform(k_step, (length - 1, batch_size))
-    noisy = jax.random.uniform(k_noise, (length - 1, batch_size)) < alpha
+    steps, vocab, k = task.seq_len, sampler.bigram_cdf.shape[0], sampler.triggers.shape[0]
+    # one uniform draw, cut into: output tokens, first token, Markov steps, noise coins
+    u = jax.random.uniform(key, (k + 1 + 2 * steps, batch_size))
+    outputs = jnp.minimum((u[:k].T * vocab).astype(jnp.int32), vocab - 1)  # [B, k], uniform over the vocabulary
+    first = _draw(sampler.unigram_cdf, u[k])
+    uniforms = u[k + 1:k + 1 + steps]
+    noisy = u[k + 1 + steps:] < alpha
 
     def count_of(token, counts):
         hit = token[:, None] == sampler.triggers[None, :]  # [B, k]

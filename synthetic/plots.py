@@ -65,7 +65,7 @@ def plot_probes(history, preset, path: Path) -> None:
         _band(axes[0], steps, history.probe(name), name.replace("_", " "))
     axes[0].axhline(0, color="grey", lw=0.8)
     axes[0].set_title("FF trigger -> noise logit margin")
-    for name in ("attn1_prev_token", "attn2_to_noise", "attn2_to_correct"):
+    for name in ("attn1_prev_token", "attn1_prev_token_after_trigger", "attn2_to_noise", "attn2_to_correct"):
         _band(axes[1], steps, history.probe(name), name.replace("_", " "))
     axes[1].set_title("attention probes (noisy probe batch)")
     axes[1].set_ylim(-0.02, 1.02)

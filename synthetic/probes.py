@@ -14,7 +14,9 @@ Role: everything measured at a logged step.
   no noise tokens to attend to): the FF "trigger → noise" logit margin of
   each layer (official ``mlp2_trigger_margin_from_noise``: the trigger's token
   embedding through that FF and the output matrix, noise logit minus the best
-  other logit); layer 1's mean attention to the previous token; layer 2's
+  other logit); layer 1's mean attention to the previous token, at all
+  positions and at the positions right after a trigger (the keys layer 2
+  must find); layer 2's
   attention mass, at repeat triggers, on the tokens that follow earlier
   triggers, split into noise tokens and correct (output) tokens.
 """
@@ -33,7 +35,8 @@ from synthetic import data
 from synthetic.model import SyntheticConfig, attention_probs, family
 
 METRICS = ("loss", "accuracy", "p_noise", "p_correct")
-PROBES = ("ff1_margin", "ff2_margin", "attn1_prev_token", "attn2_to_noise", "attn2_to_correct")
+PROBES = ("ff1_margin", "ff2_margin", "attn1_prev_token", "attn1_prev_token_after_trigger", "attn2_to_noise",
+          "attn2_to_correct")
 DEFAULT_RHOS = (0.0, 0.1, 0.2)
 SWEEP_TAUS = ("fc_in", "fc_out", "v_proj", "out_proj")
 
@@ -139,7 +142,9 @@ def probe_values(cfg: SyntheticConfig, params, probeset: data.EvalSet, trigger, 
     margins = [ff_margin(cfg, params, layer, trigger, noise_token) if cfg.ff[layer] != "none" else jnp.nan
                for layer in (0, last)]
     probs1 = attention_probs(base.layer_params(params, 0), cfg, h, ctx).mean(axis=2)  # [B, T, T]
-    prev_token = jnp.diagonal(probs1, offset=-1, axis1=1, axis2=2).mean()
+    prev = jnp.diagonal(probs1, offset=-1, axis1=1, axis2=2)  # [B, T - 1]: query t, key t - 1
+    after = (batch.counts[:, :-1] >= 1).astype(prev.dtype)
+    prev_after_trigger = jnp.sum(prev * after) / jnp.maximum(jnp.sum(after), 1.0)
     h = base.run_blocks(fam, cfg, params, h, ctx, 0, last)
     probs2 = attention_probs(base.layer_params(params, last), cfg, h, ctx, probeset.select).mean(axis=2)  # [B, A, T]
     after_trigger = jnp.pad(batch.counts[:, :-1] >= 1, ((0, 0), (1, 0)))  # key j follows a trigger at j - 1
@@ -150,7 +155,8 @@ def probe_values(cfg: SyntheticConfig, params, probeset: data.EvalSet, trigger, 
         per_query = jnp.einsum("bat,bt->ba", probs2, keys.astype(probs2.dtype))
         return jnp.sum(per_query * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
-    return jnp.stack([*margins, prev_token, mass(after_trigger & is_noise), mass(after_trigger & ~is_noise)])
+    return jnp.stack([*margins, prev.mean(), prev_after_trigger, mass(after_trigger & is_noise),
+                      mass(after_trigger & ~is_noise)])
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "steps", "noise_token"))

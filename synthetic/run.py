@@ -63,7 +63,7 @@ def resolve(preset, *, seeds=None, alpha=None, stats=None, steps=None, log_every
 
 
 def setup(preset: Preset):
-    """``(model config, sampler, clean test set, noisy probe set)`` for a preset."""
+    """``(model config, bigram stats, sampler, clean test set, noisy probe set)`` for a preset."""
     stats = data.get_stats(preset.stats)
     cfg = dataclasses.replace(preset.model, vocab_size=stats.vocab_size, seq_len=preset.task.seq_len)
     sampler = data.make_sampler(stats, preset.task)
@@ -152,9 +152,12 @@ def summarize(history: History, alpha: float) -> dict:
     dynamics["per_seed_first_step_p_noise_above_0.8_alpha"] = [
         first_step(steps, history.series("full", "p_noise")[:, s], 0.8 * alpha)
         for s in range(len(history.metrics[0]))]
-    dynamics["first_step_attn1_prev_token_above_0.5"] = first_step(steps, history.probe("attn1_prev_token").mean(1), 0.5)
-    dynamics["first_step_attn2_to_correct_above_0.5"] = first_step(steps, history.probe("attn2_to_correct").mean(1), 0.5)
-    noise_first, icl_first = dynamics["first_step_p_noise_above_0.8_alpha"], dynamics.get("first_step_layer2_ff_rho0_accuracy_above_0.9")
+    dynamics["first_step_attn1_prev_token_after_trigger_above_0.5"] = first_step(
+        steps, history.probe("attn1_prev_token_after_trigger").mean(1), 0.5)
+    dynamics["first_step_attn2_to_correct_above_0.5"] = first_step(
+        steps, history.probe("attn2_to_correct").mean(1), 0.5)
+    noise_first = dynamics["first_step_p_noise_above_0.8_alpha"]
+    icl_first = dynamics.get("first_step_layer2_ff_rho0_accuracy_above_0.9")
     dynamics["global_association_learned_first"] = (
         None if noise_first is None or icl_first is None else bool(noise_first < icl_first))
     summary["dynamics"] = dynamics
@@ -279,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="output directory (JSON, plots, checkpoints)")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--alpha", type=float, default=None, help="noise probability after a trigger")
-    parser.add_argument("--stats", default=None, help="builtin, shakespeare, dirichlet[:SEED], a .json of counts or a text file")
+    parser.add_argument("--stats", default=None,
+                        help="builtin, shakespeare, dirichlet[:SEED], a .json of counts or a text file")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--log-every", type=int, default=None)
     parser.add_argument("--checkpoint-steps", type=int, nargs="*", default=None)

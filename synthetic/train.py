@@ -22,6 +22,7 @@ from typing import Sequence
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
@@ -141,4 +142,7 @@ def restore_checkpoint(path, like: TrainState) -> TrainState:
     (e.g. :func:`init_states` with the same config, optimizer and seed count)."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     with ocp.StandardCheckpointer() as checkpointer:
-        return checkpointer.restore(Path(path).expanduser().resolve(), abstract)
+        restored = checkpointer.restore(Path(path).expanduser().resolve(), abstract)
+    # Orbax returns arrays committed to a device; jit treats those as a new input sharding and
+    # would compile the train step and the evaluation again. Plain arrays hit the existing cache.
+    return jax.tree.map(lambda leaf: jnp.asarray(np.asarray(leaf)), restored)

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from synthetic import data, presets, train
+from synthetic import presets, train
 
 
 @dataclasses.dataclass

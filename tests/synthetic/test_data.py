@@ -32,6 +32,8 @@ def test_builtin_stats_need_no_file_and_match_the_paper_vocabulary(stats):
     assert stats.vocab == tuple(data.SHAKESPEARE_VOCAB)
     np.testing.assert_allclose(stats.bigram.sum(1), 1.0, atol=1e-12)
     assert stats.triggers(1).tolist() == [1]  # the space, as in Tiny Shakespeare
+    top = stats.triggers(3)
+    assert (np.diff(stats.unigram[top]) <= 0).all() and stats.unigram[top[-1]] >= np.sort(stats.unigram)[-3]
     assert 0.1 < stats.unigram[1] < 0.25
 
 

@@ -55,9 +55,10 @@ def test_ff_rho0_is_the_model_without_that_ff(tiny, tiny_trained, evaluated):
 def test_probe_values_are_in_range(evaluated):
     _, metrics, values = evaluated
     assert values.shape == (2, len(probes.PROBES)) and np.isfinite(values).all()
-    attention = values[:, 2:]
-    assert (attention >= 0).all() and (attention <= 1 + 1e-6).all()
-    assert (values[:, 3] + values[:, 4] <= 1 + 1e-5).all()
+    column = {name: values[:, i] for i, name in enumerate(probes.PROBES)}
+    for name in probes.PROBES[2:]:  # attention masses
+        assert ((column[name] >= 0) & (column[name] <= 1 + 1e-6)).all(), name
+    assert (column["attn2_to_noise"] + column["attn2_to_correct"] <= 1 + 1e-5).all()
     assert ((metrics[..., 1:] >= 0) & (metrics[..., 1:] <= 1 + 1e-6)).all()
 
 
