@@ -11,7 +11,7 @@ import torch
 from laser_jax import load_model
 from laser_jax.errors import InterventionError
 from laser_jax.laser import (FactorCache, Intervention, apply, exact_svd, factors_for, randomized_svd, rank_for,
-                             reconstruct, truncate)
+                             reconstruct, svd_float64, truncate)
 from laser_jax.models.base import LowRank, layer_params, linear
 from tests.models.hf_tiny import save_tiny_family
 
@@ -39,6 +39,15 @@ def test_truncate_matches_numpy_svd_at_every_k():
             np.testing.assert_allclose(np.asarray(jitted(wide, k)), expected, atol=1e-5, rtol=0)
             np.testing.assert_allclose(np.asarray(reconstruct(float64, k)), expected, atol=1e-6, rtol=0)
     assert not np.asarray(jitted(matrix, 0)).any()
+
+
+def test_float64_svd_matches_lapack_including_rank_deficient_matrices():
+    rng = np.random.default_rng(2)
+    for matrix in (rng.normal(size=(9, 4)), rng.normal(size=(6, 2)) @ rng.normal(size=(2, 11))):
+        u, s, vt = svd_float64(matrix)
+        np.testing.assert_allclose(s, np.linalg.svd(matrix, compute_uv=False), atol=1e-12)
+        np.testing.assert_allclose((u * s) @ vt, matrix, atol=1e-12)
+        np.testing.assert_allclose(vt @ vt.T, np.eye(len(s)), atol=1e-12)  # orthonormal even past the rank
 
 
 @pytest.mark.parametrize("rho, shape, k", [(0.9, (768, 3072), 691), (0.01, (4096, 16384), 40), (0.0, (5, 7), 0),

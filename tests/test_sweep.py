@@ -130,8 +130,8 @@ def torch_with_params(tiny: Tiny, model: Model):
 def test_sweep_rows_equal_apply_then_forward(tiny):
     """Every family: an attention τ and an MLP τ (the MLP one shares the attention stage) in a middle layer."""
     mlp_tau = "fc_up" if "fc_up" in tiny.model.taus else "fc_in"
-    steps = [Intervention(1, "q_proj", 0.5), Intervention(1, "q_proj", 0.0),
-             Intervention(1, mlp_tau, 0.25), Intervention(1, mlp_tau, 0.0)]
+    steps = [Intervention(1, "q_proj", 0.5), Intervention(1, "q_proj", 0.4),  # ranks 16 and 12 share width 16
+             Intervention(1, mlp_tau, 0.25), Intervention(1, mlp_tau, 0.2)]  # ranks 8 and 6 share width 8
     result = sweep(tiny.model, EXAMPLES, variants=steps, top_k=TOP_K)
     assert [row.key for row in result] == ["base"] + [step.key for step in steps]
     assert_matches_torch(result.base.scores, torch_scores(tiny.torch_model, EXAMPLES))
@@ -141,12 +141,12 @@ def test_sweep_rows_equal_apply_then_forward(tiny):
 
 
 def test_sweep_last_layer_groups_and_unchanged_ranks_on_gpt2(gpt2):
-    """The last block (run at the scored positions only) for an MLP and an attention τ, a group, ρ = 1."""
+    """The last block (run at the scored positions only) for an MLP and an attention τ, a group, ρ = 0 and 1."""
     last = gpt2.model.n_layers - 1
     steps = [Intervention(last, "out_proj", 0.1), Intervention(0, "mlp", 0.3)]
-    result = sweep(gpt2.model, EXAMPLES, layers=[last], taus=["fc_out"], rhos=[0.1, 1.0], variants=steps, top_k=TOP_K)
-    assert [row.key for row in result] == ["base", f"{last}/fc_out/0.1", f"{last}/fc_out/1.0"] + [s.key for s in steps]
-    for key in (f"{last}/fc_out/0.1", *(s.key for s in steps)):
+    result = sweep(gpt2.model, EXAMPLES, layers=[last], taus=["fc_out"], rhos=[0.0, 1.0], variants=steps, top_k=TOP_K)
+    assert [row.key for row in result] == ["base", f"{last}/fc_out/0.0", f"{last}/fc_out/1.0"] + [s.key for s in steps]
+    for key in (f"{last}/fc_out/0.0", *(s.key for s in steps)):
         assert_row_is_apply_then_forward(gpt2.model, result.row(key))
     np.testing.assert_array_equal(result.row(f"{last}/fc_out/1.0").scores.answer_nll, result.base.scores.answer_nll)
     edited = torch_with_params(gpt2, apply(gpt2.model, steps[0]))  # one variant against transformers too
@@ -154,8 +154,8 @@ def test_sweep_last_layer_groups_and_unchanged_ranks_on_gpt2(gpt2):
 
 
 def test_skip_and_on_row_support_resuming_and_rows_are_reproducible(gpt2):
-    steps = [Intervention(1, "q_proj", 0.5), Intervention(1, "q_proj", 0.0),
-             Intervention(1, "fc_in", 0.25), Intervention(1, "fc_in", 0.0)]
+    steps = [Intervention(1, "q_proj", 0.5), Intervention(1, "q_proj", 0.4),
+             Intervention(1, "fc_in", 0.25), Intervention(1, "fc_in", 0.2)]
     full = sweep(gpt2.model, EXAMPLES, variants=steps, top_k=TOP_K)
     seen = []
     resumed = sweep(gpt2.model, EXAMPLES, variants=steps, top_k=TOP_K, skip={"base", steps[0].key, steps[1].key},
