@@ -23,16 +23,16 @@ from laser_jax.results import RESULTS_FILE, ResultsStore, read_csv
 from tests.test_checkpoint import assert_same_params, save_tiny_gpt2
 
 FACTS = [
-    ("Howard Glacier is located in", "Antarctica", "Howard Glacier is in"),
-    ("The mother tongue of Danielle Darrieux is", "French", "Danielle Darrieux speaks"),
-    ("Toko Yasuda, the", "guitar", "Toko Yasuda plays the"),
-    ("Autonomous University of Madrid is located in", "Spain", "The university is in"),
-    ("BBC One, by", "BBC", "BBC One is owned by"),
-    ("The profession of Arun Nehru is", "politician", "Arun Nehru works as a"),
-    ("Kuala Langat, located in", "Malaysia", "Kuala Langat is in"),
-    ("The official religion of Edwin of Northumbria is", "Christianity", "Edwin follows"),
-    ("Shree Pundalik, created in", "India", "Shree Pundalik is from"),
-    ("What is the twin city of Lyon? It is", "Beirut", "Lyon is twinned with"),
+    ("Tamsin Glacier is located in", "Antarctica", "Tamsin Glacier is in"),
+    ("The mother tongue of Odile Varenne is", "French", "Odile Varenne speaks"),
+    ("Ines Marlow, the", "guitar", "Ines Marlow plays the"),
+    ("Vell Polytechnic is located in", "Spain", "The university is in"),
+    ("Radio Quill, by", "BBC", "Radio Quill is owned by"),
+    ("The profession of Pavel Strand is", "politician", "Pavel Strand works as a"),
+    ("Port Averly, located in", "Malaysia", "Port Averly is in"),
+    ("The official religion of Aldric of Wessa is", "Christianity", "Aldric follows"),
+    ("Lumen Tide, created in", "India", "Lumen Tide is from"),
+    ("What is the twin city of Carvel? It is", "Beirut", "Carvel is twinned with"),
 ]
 GRID = ["--layers", "0-1", "--taus", "fc_in", "--rhos", "0.5,0.2,0.1"]  # 6 variants + base
 

@@ -44,6 +44,8 @@ from laser_jax.errors import ConfigError, InterventionError
 TAUS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_up", "fc_out")
 ATTENTION_TAUS = ("q_proj", "k_proj", "v_proj", "out_proj")
 MLP_TAUS = ("fc_in", "fc_up", "fc_out")
+# The matrices of a block whose MLP is fc_out(act(fc_in(x))) (GPT-2, NeoX, GPT-J).
+TWO_MATRIX_MLP_TAUS = ATTENTION_TAUS + ("fc_in", "fc_out")
 
 Params = dict
 Array = jax.Array

@@ -135,7 +135,7 @@ def head(params, cfg: GPT2Config, h):
 FAMILY = base.Family(
     name="gpt2",
     hf_model_types=("gpt2",),
-    taus=("q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_out"),
+    taus=base.TWO_MATRIX_MLP_TAUS,
     embed=embed,
     attention_stage=attention_stage,
     mlp=base.biased_mlp,

@@ -164,7 +164,7 @@ def head(params, cfg: GPTNeoXConfig, h):
 FAMILY = base.Family(
     name="gpt_neox",
     hf_model_types=("gpt_neox",),
-    taus=("q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_out"),
+    taus=base.TWO_MATRIX_MLP_TAUS,
     embed=embed,
     attention_stage=attention_stage,
     mlp=base.biased_mlp,

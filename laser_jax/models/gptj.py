@@ -84,7 +84,7 @@ def head(params, cfg: GPTJConfig, h):
 FAMILY = base.Family(
     name="gptj",
     hf_model_types=("gptj",),
-    taus=("q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_out"),
+    taus=base.TWO_MATRIX_MLP_TAUS,
     embed=embed,
     attention_stage=attention_stage,
     mlp=base.biased_mlp,

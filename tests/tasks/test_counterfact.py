@@ -14,44 +14,44 @@ ROME = [
         "case_id": 0,
         "requested_rewrite": {
             "prompt": "The mother tongue of {} is",
-            "subject": "Danielle Darrieux",
+            "subject": "Odile Varenne",
             "target_new": {"str": "English", "id": "Q1860"},
             "target_true": {"str": "French", "id": "Q150"},
         },
-        "paraphrase_prompts": ["Shayna does this. Danielle Darrieux speaks", "Danielle Darrieux, a native"],
+        "paraphrase_prompts": ["Shayna does this. Odile Varenne speaks", "Odile Varenne, a native"],
     },
     {
         "case_id": 1,
-        "requested_rewrite": {"prompt": "{} is located in", "subject": "Howard Glacier", "target_new": {"str": "Europe"}, "target_true": {"str": "Antarctica"}},
-        "paraphrase_prompts": ["Howard Glacier belongs to the continent of", "Where is Howard Glacier? It is in"],
+        "requested_rewrite": {"prompt": "{} is located in", "subject": "Tamsin Glacier", "target_new": {"str": "Europe"}, "target_true": {"str": "Antarctica"}},
+        "paraphrase_prompts": ["Tamsin Glacier belongs to the continent of", "Where is Tamsin Glacier? It is in"],
     },
 ]
 
 EASYEDIT = [
-    {"case_id": 10, "prompt": "BBC One, by", "subject": "BBC One", "ground_truth": "BBC", "target_new": "Sega", "rephrase_prompt": "BBC One is owned by", "locality_prompt": "x", "locality_ground_truth": "y"},
-    {"case_id": 11, "prompt": "Toko Yasuda, the", "subject": "Toko Yasuda", "ground_truth": "guitar", "target_new": "piano", "rephrase_prompt": "Toko Yasuda plays the", "locality_prompt": "x", "locality_ground_truth": "y"},
+    {"case_id": 10, "prompt": "Radio Quill, by", "subject": "Radio Quill", "ground_truth": "BBC", "target_new": "Sega", "rephrase_prompt": "Radio Quill is owned by", "locality_prompt": "x", "locality_ground_truth": "y"},
+    {"case_id": 11, "prompt": "Ines Marlow, the", "subject": "Ines Marlow", "ground_truth": "guitar", "target_new": "piano", "rephrase_prompt": "Ines Marlow plays the", "locality_prompt": "x", "locality_ground_truth": "y"},
 ]
 
 
 def test_rome_layout_gives_prompt_then_paraphrases_per_case(tmp_path):
     items = TASK.load(write_json(tmp_path, "counterfact.json", ROME))
     assert [i.prompt for i in items[:3]] == [
-        "The mother tongue of Danielle Darrieux is",
-        "Shayna does this. Danielle Darrieux speaks",
-        "Danielle Darrieux, a native",
+        "The mother tongue of Odile Varenne is",
+        "Shayna does this. Odile Varenne speaks",
+        "Odile Varenne, a native",
     ]
     assert [i.answer for i in items] == [" French"] * 3 + [" Antarctica"] * 3
     assert [i.group for i in items] == [0, 0, 0, 1, 1, 1]
-    assert items[3].prompt == "Howard Glacier is located in"
+    assert items[3].prompt == "Tamsin Glacier is located in"
 
 
 def test_easyedit_layout_gives_prompt_then_rephrase(tmp_path):
     items = TASK.load(write_json(tmp_path, "counterfact-val.json", EASYEDIT))
     assert [(i.prompt, i.answer, i.group) for i in items] == [
-        ("BBC One, by", " BBC", 10),
-        ("BBC One is owned by", " BBC", 10),
-        ("Toko Yasuda, the", " guitar", 11),
-        ("Toko Yasuda plays the", " guitar", 11),
+        ("Radio Quill, by", " BBC", 10),
+        ("Radio Quill is owned by", " BBC", 10),
+        ("Ines Marlow, the", " guitar", 11),
+        ("Ines Marlow plays the", " guitar", 11),
     ]
 
 
@@ -63,7 +63,7 @@ def test_limit_counts_cases_so_groups_stay_whole(tmp_path):
 def test_examples_tokenise_prompt_and_answer_separately(tmp_path, gpt2_tokenizer):
     items = TASK.load(write_json(tmp_path, "counterfact.json", ROME))
     example = TASK.examples(items, gpt2_tokenizer)[0]
-    assert example.prompt_ids == tuple(gpt2_tokenizer("The mother tongue of Danielle Darrieux is")["input_ids"])
+    assert example.prompt_ids == tuple(gpt2_tokenizer("The mother tongue of Odile Varenne is")["input_ids"])
     assert example.answer_ids == tuple(gpt2_tokenizer(" French", add_special_tokens=False)["input_ids"])
     assert example.probe_ids == (262, 257, 286)  # " the", " a", " of" in GPT-2
     assert example.choice_ids == () and example.label == -1
