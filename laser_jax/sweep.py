@@ -12,17 +12,19 @@ How the work is shared (the design points of the spec):
    edits ℓ. For MLP τs the attention stage of ℓ is shared too: one
    ``attention_stage``, then only ``mlp`` runs per variant.
 2. **Vectorised variants.** The variants of one (ℓ, τ) run under ``jax.vmap``
-   inside one jitted function (:func:`variants_to_last`, or
-   :func:`variants_in_last` when ℓ is the last block), in memory-bounded
-   chunks. Only the singular values vary: the edited matrix is
-   ``LowRank(u, s * (arange(r) < k), vt)`` with ``k`` traced, so ``x @ u`` is
-   computed once per layer, the variant axis folds into the rows of every
-   other matmul, and the parameters are broadcast, not copied. One compile
-   per (τ set, shapes): neither ρ nor ℓ recompiles (ℓ is traced; the blocks
-   after it run in ``base.run_blocks`` with traced bounds).
+   inside one jitted function (:func:`variant_readouts`), in memory-bounded
+   chunks, from the shared state entering ℓ to their readouts. Only the
+   singular values vary: the edited matrix is ``LowRank(u, s * (arange(r) <
+   k), vt)`` with ``k`` traced, so ``x @ u`` is computed once per layer, the
+   variant axis folds into the rows of every other matmul, and the
+   parameters are broadcast, not copied. One compile per (τ set, shapes):
+   neither ρ nor ℓ recompiles (ℓ is traced; the blocks after it run in
+   ``base.run_blocks`` with traced bounds).
 3. **No wasted head.** The last block's queries and MLP, and the head, run only
-   at the scored positions (``select``); they run per variant with the very
-   programs compiled for the base (:func:`last_block`, :func:`head_readout`).
+   at the scored positions (``select``), for the base (:func:`last_block`,
+   :func:`head_readout`) and inside :func:`variant_readouts`. Batches are
+   grouped by their number of scored positions, so a few multi-token answers
+   do not widen the rest.
 4. **Sharding.** With a :class:`jax.sharding.Mesh` (by default, over all devices
    when there are several), batches are split over the mesh axis named
    ``"examples"`` and variant chunks over ``"variants"``; parameters are
@@ -281,12 +283,20 @@ class Batch:
 
 
 def make_batches(plan: SequencePlan, batch_size: int, multiple: int = 1) -> list[Batch]:
-    """Sequences sorted by length, cut into batches of at most ``batch_size``, padded into buckets.
+    """Sequences sorted by scored-position count, then length, cut into batches of at most ``batch_size``, padded into buckets.
 
-    Batch sizes are powers of two (up to ``batch_size``) rounded up to a
-    multiple of ``multiple`` (the number of example shards).
+    Sorting by the (power-of-two) number of scored positions first keeps a few
+    multi-token answers from widening every batch they fall in: the last
+    block's queries and the head run at every padded scored slot, and the head
+    is the costliest part of a late-layer variant. Batch sizes are powers of
+    two (up to ``batch_size``) rounded up to a multiple of ``multiple`` (the
+    number of example shards).
     """
-    order = sorted(range(len(plan.sequences)), key=lambda s: (-len(plan.sequences[s].tokens), s))
+    def sort_key(s: int):
+        sequence = plan.sequences[s]
+        return power_of_two(len(sequence.targets)), -len(sequence.tokens), s
+
+    order = sorted(range(len(plan.sequences)), key=sort_key)
     batches = []
     for first in range(0, len(order), batch_size):
         rows = np.array(order[first:first + batch_size], np.int64)
@@ -337,13 +347,15 @@ class Readout(NamedTuple):
 
 
 def read_logits(logits, targets, extras) -> Readout:
+    """The readout of logits [B, A, V]; log-probs only where read (the full log-softmax is never
+    materialised: over a 50k vocabulary that costs as much as the head's matmul on CPU)."""
     logits = logits.astype(jnp.float32)
-    logprobs = jax.nn.log_softmax(logits, axis=-1)
+    log_normaliser = jax.nn.logsumexp(logits, axis=-1)
     first = logits[:, 0]
     first_target = jnp.take_along_axis(first, targets[:, :1], axis=-1)
     return Readout(
-        target_logprob=jnp.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0],
-        extra_logprob=jnp.take_along_axis(logprobs[:, 0], extras, axis=-1),
+        target_logprob=jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0] - log_normaliser,
+        extra_logprob=jnp.take_along_axis(first, extras, axis=-1) - log_normaliser[:, :1],
         n_greater=(first > first_target).sum(-1).astype(jnp.int32),
         argmax=jnp.argmax(first, axis=-1).astype(jnp.int32),
     )
@@ -391,44 +403,68 @@ def head_readout(family, cfg, params, h, targets, extras) -> Readout:
     return read_logits(family.head(params, cfg, h), targets, extras)
 
 
-def edited_blocks(family, cfg, taus: tuple, per_variant_factors: bool, block_params, h, ctx, select, factors, ranks):
+def edited_blocks(family, cfg, taus: tuple, per_variant_factors: bool, widths: Optional[tuple], block_params, h, ctx,
+                  select, factors, ranks):
     """Outputs [V, ...] of one block whose matrices ``taus`` are truncated to ``ranks[tau]`` [V].
 
-    Only the singular values are masked per variant, so ``x @ u`` is shared
-    (unless ``per_variant_factors``: one factorisation per variant). An
-    MLP-only edit shares the attention stage too.
+    ``widths`` None: full-width factors with masked singular values, vmapped
+    over the variants, so ``x @ u`` is shared (unless ``per_variant_factors``:
+    one factorisation per variant). Otherwise ``widths[v]`` holds variant v's
+    static factor width per τ (rank buckets): each variant runs with its
+    factors cut to those widths, so its cost follows its rank, and the
+    outputs are stacked. An MLP-only edit shares the attention stage either way.
     """
 
-    def edited(variant_ranks, variant_factors):
-        return {**block_params, **{tau: truncate_factors(variant_factors[tau], variant_ranks[tau]) for tau in taus}}
+    def edited(variant_ranks, variant_factors, variant_widths=None):
+        def cut(tau):
+            f = variant_factors[tau]
+            if variant_widths is not None:
+                w = variant_widths[taus.index(tau)]
+                f = LowRank(f.u[:, :w], f.s[:w], f.vt[:w])
+            return truncate_factors(f, variant_ranks[tau])
 
-    in_axes = (0, 0 if per_variant_factors else None)
+        return {**block_params, **{tau: cut(tau) for tau in taus}}
+
     if all(tau in base.MLP_TAUS for tau in taus):
         residual, mlp_input = family.attention_stage(block_params, cfg, h, ctx, select)
-        mlp = lambda r, f: residual + family.mlp(edited(r, f), cfg, mlp_input)  # noqa: E731
-        return jax.vmap(mlp, in_axes=in_axes)(ranks, factors)
-    return jax.vmap(lambda r, f: base.block(family, cfg, edited(r, f), h, ctx, select), in_axes=in_axes)(ranks, factors)
+        run = lambda p: residual + family.mlp(p, cfg, mlp_input)  # noqa: E731
+    else:
+        run = lambda p: base.block(family, cfg, p, h, ctx, select)  # noqa: E731
+    if widths is None:
+        in_axes = (0, 0 if per_variant_factors else None)
+        return jax.vmap(lambda r, f: run(edited(r, f)), in_axes=in_axes)(ranks, factors)
+    pick = lambda tree, v: jax.tree.map(lambda leaf: leaf[v], tree)  # noqa: E731
+    return jnp.stack([run(edited(pick(ranks, v), pick(factors, v) if per_variant_factors else factors, w))
+                      for v, w in enumerate(widths)])
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def variants_to_last(family, cfg, taus: tuple, per_variant_factors: bool, params, h, mask, layer, factors, ranks):
-    """States [V, B, T, d] entering the last block, for the variants that edit block ``layer`` < last.
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
+def variant_readouts(family, cfg, taus: tuple, per_variant_factors: bool, widths: Optional[tuple], edits_last: bool,
+                     params, h, batch: "DeviceBatch", layer, factors, ranks) -> Readout:
+    """Readouts [V, ...] of the variants that edit block ``layer``, from the base state ``h`` entering it.
 
-    ``h`` is the base state entering ``layer``, shared; ``layer`` is traced.
+    ``layer`` is traced; ``edits_last`` (static) says whether it is the last
+    block; ``widths``: see :func:`edited_blocks`. The blocks after the edited one run at every index (their keys and
+    values feed the last block), the last block and the head at the scored
+    indices only, all vmapped over the variants: the parameters are
+    broadcast, so the variant axis folds into the rows of every matmul.
     """
-    ctx = context_of(mask)
-    out = edited_blocks(family, cfg, taus, per_variant_factors, base.layer_params(params, layer), h, ctx, None,
-                        factors, ranks)
+    ctx = context_of(batch.mask)
     last = base.n_layers(params) - 1
-    return jax.vmap(lambda x: base.run_blocks(family, cfg, params, x, ctx, layer + 1, last))(out)
+    if edits_last:
+        scored = edited_blocks(family, cfg, taus, per_variant_factors, widths, base.layer_params(params, last), h, ctx,
+                               batch.select, factors, ranks)
+    else:
+        out = edited_blocks(family, cfg, taus, per_variant_factors, widths, base.layer_params(params, layer), h, ctx,
+                            None, factors, ranks)
+        last_params = base.layer_params(params, last)
 
+        def to_scored(x):
+            x = base.run_blocks(family, cfg, params, x, ctx, layer + 1, last)
+            return base.block(family, cfg, last_params, x, ctx, batch.select)
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def variants_in_last(family, cfg, taus: tuple, per_variant_factors: bool, params, h, mask, select, factors, ranks):
-    """Scored states [V, B, A, d] of the variants that edit the last block (run at the scored indices only)."""
-    last = base.n_layers(params) - 1
-    return edited_blocks(family, cfg, taus, per_variant_factors, base.layer_params(params, last), h,
-                         context_of(mask), select, factors, ranks)
+        scored = jax.vmap(to_scored)(out)
+    return jax.vmap(lambda x: read_logits(family.head(params, cfg, x), batch.targets, batch.extras))(scored)
 
 
 # ----------------------------------------------------------------------------- placement on devices
@@ -463,7 +499,7 @@ class Placement:
     @staticmethod
     def fetch(tree):
         def get(leaf):
-            if leaf.is_fully_addressable:
+            if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable:
                 return np.asarray(leaf)
             from jax.experimental import multihost_utils
 
@@ -531,39 +567,35 @@ class SequenceReadouts:
 
 @dataclasses.dataclass(frozen=True)
 class VariantGroup:
-    """Variants of one (layer, τ name) that run in one call: same widths, at most one chunk."""
+    """Variants of one (layer, τ name) that run in one call (at most one chunk)."""
 
     layer: int
     taus: tuple[str, ...]
     interventions: tuple[Intervention, ...]
     ranks: dict  # tau -> np.ndarray [V] (padded by repeating the last variant)
-    widths: dict  # tau -> static factor width
+    widths: Optional[tuple]  # per variant, its static factor width per τ (rank buckets); None: full width, masked
 
 
-def rank_width(k: int, full: int, bucketed: bool) -> int:
-    """Static factor width for rank k: the full rank, or (bucketed) the next power of two."""
-    return min(full, power_of_two(max(k, 1))) if bucketed else full
+def rank_width(k: int, full: int) -> int:
+    """The rank bucket of rank k: the next power of two, at most the full rank."""
+    return min(full, power_of_two(max(k, 1)))
 
 
 def group_variants(model, interventions: Sequence[Intervention], chunk: int, multiple: int, bucketed: bool) -> list[VariantGroup]:
-    """Split the variants of one (layer, τ) into calls of at most ``chunk`` variants of equal widths."""
+    """Split the variants of one (layer, τ) into calls of at most ``chunk`` variants (a multiple of ``multiple``)."""
     first = interventions[0]
     taus = check_intervention(model, first)
-    full = {tau: min(model.params["blocks"][tau].shape[-2:]) for tau in taus}
-    by_width: dict[tuple, list[Intervention]] = {}
-    for iv in interventions:
-        widths = tuple(rank_width(rank_for(iv.rho, model.params["blocks"][tau].shape), full[tau], bucketed) for tau in taus)
-        by_width.setdefault(widths, []).append(iv)
+    shapes = {tau: model.params["blocks"][tau].shape for tau in taus}
+    n_calls = -(-len(interventions) // chunk)
+    per_call = round_up(-(-len(interventions) // n_calls), multiple)
     groups = []
-    for widths, members in by_width.items():
-        n_calls = -(-len(members) // chunk)
-        per_call = round_up(-(-len(members) // n_calls), multiple)
-        for start in range(0, len(members), per_call):
-            part = members[start:start + per_call]
-            padded = part + [part[-1]] * (per_call - len(part))
-            ranks = {tau: np.array([rank_for(iv.rho, model.params["blocks"][tau].shape) for iv in padded], np.int32)
-                     for tau in taus}
-            groups.append(VariantGroup(first.layer, taus, tuple(part), ranks, dict(zip(taus, widths))))
+    for start in range(0, len(interventions), per_call):
+        part = list(interventions[start:start + per_call])
+        padded = part + [part[-1]] * (per_call - len(part))
+        ranks = {tau: np.array([rank_for(iv.rho, shapes[tau]) for iv in padded], np.int32) for tau in taus}
+        widths = (tuple(tuple(rank_width(int(ranks[tau][v]), min(shapes[tau][-2:])) for tau in taus)
+                        for v in range(len(padded))) if bucketed else None)
+        groups.append(VariantGroup(first.layer, taus, tuple(part), ranks, widths))
     return groups
 
 
@@ -578,9 +610,11 @@ def hidden_size(model) -> int:
 
 
 def default_variant_chunk(model, batches: Sequence[Batch], budget_bytes: int = 1 << 30) -> int:
-    """Variants per call such that their hidden and MLP activations fit in ``budget_bytes``."""
+    """Variants per call such that their hidden and MLP activations and their logits fit in ``budget_bytes``."""
     widest = max(max(model.params["blocks"][tau].shape[-2:]) for tau in model.taus)
-    per_variant = max(b.ids.size for b in batches) * (widest + 2 * hidden_size(model)) * 4 * 2
+    activations = (widest + 2 * hidden_size(model)) * 4 * 2
+    logits = vocab_size(model) * 4 * 3  # logits, log-probs and a temporary
+    per_variant = max(b.ids.size * activations + b.select.size * logits for b in batches)
     return int(np.clip(budget_bytes // per_variant, 1, 64))
 
 
@@ -732,42 +766,30 @@ class _SweepRun:
             saved.pop(layer, None)
 
     def score_group(self, group: VariantGroup, factors, per_variant: bool) -> None:
-        """Run one call's variants on every batch and emit their rows.
-
-        The variants' states are computed together (vmapped); the last block and
-        head then run per variant, as compiled for the base.
-        """
+        """Run one call's variants on every batch (vmapped, one call per batch) and emit their rows."""
         ranks = self.placement.put(dict(group.ranks), self.placement.variant_axis)
-        last = self.model.n_layers - 1
-        per_variant_readouts: list[list[Readout]] = [[] for _ in group.interventions]
-        for batch, saved in zip(self.batches, self.states):
-            h = saved[group.layer]
-            if group.layer == last:
-                scored = variants_in_last(self.family, self.cfg, group.taus, per_variant, self.params, h, batch.mask,
-                                          batch.select, factors, ranks)
-                for v, out in enumerate(per_variant_readouts):
-                    out.append(self.readout(batch, scored=scored[v]))
-            else:
-                states = variants_to_last(self.family, self.cfg, group.taus, per_variant, self.params, h, batch.mask,
-                                          group.layer, factors, ranks)
-                for v, out in enumerate(per_variant_readouts):
-                    out.append(self.readout(batch, entering_last=states[v]))
-        for iv, readouts in zip(group.interventions, per_variant_readouts):
+        edits_last = group.layer == self.model.n_layers - 1
+        per_batch = [variant_readouts(self.family, self.cfg, group.taus, per_variant, group.widths, edits_last,
+                                      self.params, saved[group.layer], batch, group.layer, factors, ranks)
+                     for batch, saved in zip(self.batches, self.states)]  # all dispatched before any fetch
+        per_batch = [Placement.fetch(readout) for readout in per_batch]
+        for v, iv in enumerate(group.interventions):
+            readouts = [jax.tree.map(lambda leaf: leaf[v], readout) for readout in per_batch]
             self.emit(SweepRow.build(iv.key, iv, self.scores(readouts)))
 
 
 def _group_factors(model, group: VariantGroup, method, key, svd_dtype, cache, placement):
-    """The factors a call needs: one SVD per τ cut to its width, or (randomized) one per variant."""
+    """The factors a call needs: one full SVD per τ, or (randomized) one rank-k factorisation per variant,
+    zero-padded to the call's widest."""
     factors = {}
     for tau in group.taus:
-        width = group.widths[tau]
         if method == "randomized":
+            width = max(w[group.taus.index(tau)] for w in group.widths)
             per = [pad_rank(factors_for(model, group.layer, tau, method=method, k=int(k), key=key, cache=cache), width)
                    for k in group.ranks[tau]]
             factors[tau] = LowRank(*(jnp.stack([getattr(f, n) for f in per]) for n in ("u", "s", "vt")))
         else:
-            f = factors_for(model, group.layer, tau, svd_dtype=svd_dtype, cache=cache)
-            factors[tau] = f if width == f.s.shape[-1] else LowRank(f.u[:, :width], f.s[:width], f.vt[:width])
+            factors[tau] = factors_for(model, group.layer, tau, svd_dtype=svd_dtype, cache=cache)
     if method == "randomized":
         return placement.put(factors, placement.variant_axis), True
     return placement.put(factors), False
@@ -781,6 +803,6 @@ def evaluate(model, examples: Sequence[Example], **kwargs) -> SweepRow:
 __all__ = [
     "BASE_KEY", "ExampleScores", "SweepRow", "SweepResult", "ScoredSequence", "SequencePlan", "plan_sequences",
     "Batch", "make_batches", "length_bucket", "Readout", "read_logits", "base_pass", "last_block", "head_readout",
-    "variants_to_last", "variants_in_last", "Placement",
+    "variant_readouts", "Placement",
     "default_mesh", "group_variants", "sweep", "evaluate",
 ]

@@ -168,6 +168,26 @@ def test_skip_and_on_row_support_resuming_and_rows_are_reproducible(gpt2):
         assert_same_scores(row.scores, full.row(row.key).scores, atol=0)
 
 
+def test_rank_buckets_give_the_rows_of_full_width_masking(gpt2):
+    """Per-variant static widths (unrolled in one call) against masked full-width factors: an MLP τ with
+    ρ of four different widths, an attention τ, a group of two τs, and the last block."""
+    last = gpt2.model.n_layers - 1
+    steps = [Intervention(1, "fc_in", rho) for rho in (1 / 64, 0.1, 0.25, 0.5, 0.9)]
+    steps += [Intervention(1, "q_proj", 0.3), Intervention(0, "mlp", 0.2), Intervention(last, "fc_out", 0.4)]
+    masked = sweep(gpt2.model, EXAMPLES, variants=steps, top_k=TOP_K)
+    bucketed = sweep(gpt2.model, EXAMPLES, variants=steps, top_k=TOP_K, rank_buckets=True)
+    for step in steps:
+        assert_same_scores(bucketed.row(step).scores, masked.row(step).scores)
+
+
+def test_batches_group_sequences_by_their_number_of_scored_positions():
+    """One three-token answer among nine single-token ones widens one batch, not the first."""
+    examples = [Example((3, 4, 5, 6, 7, 8), (9, 10, 11))] + [Example((1,) * (7 - i % 3), (i,)) for i in range(9)]
+    batches = make_batches(plan_sequences(examples), batch_size=4)
+    assert [b.select.shape[1] for b in batches] == [1, 1, 4]
+    assert [b.rows.tolist()[-1] for b in batches][-1] == 0
+
+
 def test_batches_and_padding_do_not_change_scores(gpt2):
     assert_same_scores(evaluate(gpt2.model, EXAMPLES, batch_size=4, top_k=TOP_K).scores,
                        evaluate(gpt2.model, EXAMPLES, top_k=TOP_K).scores)
