@@ -20,7 +20,7 @@ ending in ``speedup: X``. Run: ``python benchmarks/sweep_vs_reference.py``
 full-width masked factors; ``--skip-reference``: ours only). Note the load
 (``uptime``): the machine may be shared.
 
-The FLOP ratio bounds the speedup at equal FLOP rates: about 8.8x here. What
+The FLOP ratio gives the speedup at equal FLOP rates: about 8.8x here. What
 a variant must compute after sharing (the blocks after its layer at all 16
 positions, since the last block's keys need them; the last block's keys and
 values; the head over the 50257-token vocabulary at the scored position) is
@@ -91,8 +91,8 @@ def useful_flops(layer: int, ranks) -> float:
     fc_out, the blocks after the layer at all tokens, the last block's K and V at
     all tokens and the rest at the scored positions, the head at the scored
     positions. Not counted (our overheads): the layer's attention stage, which
-    the variant program recomputes once, and the masked columns of the
-    full-width factor product.
+    each call recomputes once, and the columns of a factor beyond its rank
+    (masked at full width, or up to the rank's power-of-two bucket).
     """
     tokens, scored = N_PROMPTS * PROMPT_LEN, N_PROMPTS
     last = N_LAYERS - 1

@@ -36,6 +36,7 @@ GRID_TAUS = ("fc_in", "fc_up", "fc_out")
 GRID_RHOS = (0.9, 0.8, 0.6, 0.2, 0.1, 0.05, 0.01)
 GRID_LAYERS = tuple(range(30))
 BASE = (BASE_TAU, None, None)
+BASE_LOSS_ROUNDING = 1e-5
 
 
 def merge_runs(directories):
@@ -47,8 +48,10 @@ def merge_runs(directories):
         for row in rows:
             key = (variant_key(row), row["split"])
             if key in merged and key[0] == BASE:
+                # Runs batch the items differently (the engine's batching changed between runs), so
+                # float32 rounding moves the mean loss by ~1e-7; anything beyond that is a real mismatch.
                 a, b = merged[key], row
-                if abs(a["accuracy"] - b["accuracy"]) > 1e-12 or abs(a["loss"] - b["loss"]) > 1e-9:
+                if a["accuracy"] != b["accuracy"] or abs(a["loss"] - b["loss"]) > BASE_LOSS_ROUNDING:
                     raise SystemExit(f"base rows differ between run directories: {a} vs {b}")
             merged.setdefault(key, dict(row, _dir=str(directory)))
     return runs, list(merged.values())

@@ -19,7 +19,8 @@ How the work is shared (the design points of the spec):
    variant axis folds into the rows of every other matmul, and the
    parameters are broadcast, not copied. One compile per (τ set, shapes):
    neither ρ nor ℓ recompiles (ℓ is traced; the blocks after it run in
-   ``base.run_blocks`` with traced bounds).
+   ``base.run_blocks`` with traced bounds). With ``rank_buckets`` the edited
+   block alone is unrolled over the variants, each at its own static width.
 3. **No wasted head.** The last block's queries and MLP, and the head, run only
    at the scored positions (``select``), for the base (:func:`last_block`,
    :func:`head_readout`) and inside :func:`variant_readouts`. Batches are
@@ -283,7 +284,7 @@ class Batch:
 
 
 def make_batches(plan: SequencePlan, batch_size: int, multiple: int = 1) -> list[Batch]:
-    """Sequences sorted by scored-position count, then length, cut into batches of at most ``batch_size``, padded into buckets.
+    """Sequences sorted by scored-position count, then length, cut into padded batches of at most ``batch_size``.
 
     Sorting by the (power-of-two) number of scored positions first keeps a few
     multi-token answers from widening every batch they fall in: the last
@@ -444,10 +445,11 @@ def variant_readouts(family, cfg, taus: tuple, per_variant_factors: bool, widths
     """Readouts [V, ...] of the variants that edit block ``layer``, from the base state ``h`` entering it.
 
     ``layer`` is traced; ``edits_last`` (static) says whether it is the last
-    block; ``widths``: see :func:`edited_blocks`. The blocks after the edited one run at every index (their keys and
-    values feed the last block), the last block and the head at the scored
-    indices only, all vmapped over the variants: the parameters are
-    broadcast, so the variant axis folds into the rows of every matmul.
+    block; ``widths``: see :func:`edited_blocks`. The blocks after the edited
+    one run at every index (their keys and values feed the last block), the
+    last block and the head at the scored indices only, all vmapped over the
+    variants: the parameters are broadcast, so the variant axis folds into the
+    rows of every matmul.
     """
     ctx = context_of(batch.mask)
     last = base.n_layers(params) - 1
