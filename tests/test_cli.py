@@ -22,17 +22,17 @@ from laser_jax.laser import Intervention
 from laser_jax.results import RESULTS_FILE, ResultsStore, read_csv
 from tests.test_checkpoint import assert_same_params, save_tiny_gpt2
 
-FACTS = [
-    ("Tamsin Glacier is located in", "Antarctica", "Tamsin Glacier is in"),
-    ("The mother tongue of Odile Varenne is", "French", "Odile Varenne speaks"),
-    ("Ines Marlow, the", "guitar", "Ines Marlow plays the"),
-    ("Vell Polytechnic is located in", "Spain", "The university is in"),
-    ("Radio Quill, by", "BBC", "Radio Quill is owned by"),
-    ("The profession of Pavel Strand is", "politician", "Pavel Strand works as a"),
-    ("Port Averly, located in", "Malaysia", "Port Averly is in"),
-    ("The official religion of Aldric of Wessa is", "Christianity", "Aldric follows"),
-    ("Lumen Tide, created in", "India", "Lumen Tide is from"),
-    ("What is the twin city of Carvel? It is", "Beirut", "Carvel is twinned with"),
+FACTS = [  # invented facts
+    ("Velmor Hut keeps its spoons in", "jars", "At Velmor Hut the spoons are kept in"),
+    ("The favourite colour of Brimble Quax is", "mauve", "Brimble Quax likes the colour"),
+    ("Oskel Dunne hums the", "kazoo", "The instrument Oskel Dunne hums is the"),
+    ("Plinth Ferry sails on", "Tuesdays", "The day Plinth Ferry sails is"),
+    ("The cat of Marrow Lane is called", "Pebble", "Marrow Lane's cat answers to"),
+    ("Tobin Wex paints his door", "green", "The door of Tobin Wex is painted"),
+    ("The bakery in Sallow Cove sells", "buns", "In Sallow Cove the bakery sells"),
+    ("Quill Harbour's lighthouse is", "striped", "The lighthouse at Quill Harbour looks"),
+    ("Nessa Brool drinks her tea with", "lemon", "Nessa Brool takes tea with"),
+    ("The clock tower of Orrin chimes at", "noon", "Orrin's clock tower rings at"),
 ]
 GRID = ["--layers", "0-1", "--taus", "fc_in", "--rhos", "0.5,0.2,0.1"]  # 6 variants + base
 
@@ -42,7 +42,7 @@ def setup(tmp_path_factory):
     """A tiny GPT-2 checkpoint with its tokenizer, and a CounterFact file (EasyEdit layout)."""
     root = tmp_path_factory.mktemp("cli")
     save_tiny_gpt2(root / "model")
-    records = [{"case_id": i, "prompt": p, "subject": p.split()[0], "ground_truth": a, "target_new": "Paris",
+    records = [{"case_id": i, "prompt": p, "subject": p.split()[0], "ground_truth": a, "target_new": "nothing",
                 "rephrase_prompt": r, "locality_prompt": p, "locality_ground_truth": a} for i, (p, a, r) in enumerate(FACTS)]
     (root / "counterfact.json").write_text(json.dumps(records))
     return root

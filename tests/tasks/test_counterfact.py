@@ -1,5 +1,7 @@
 """CounterFact: both layouts, item order and groups, errors, the real files."""
 
+import json
+
 import pytest
 
 from laser_jax.errors import DataError
@@ -13,45 +15,45 @@ ROME = [
     {
         "case_id": 0,
         "requested_rewrite": {
-            "prompt": "The mother tongue of {} is",
-            "subject": "Odile Varenne",
-            "target_new": {"str": "English", "id": "Q1860"},
-            "target_true": {"str": "French", "id": "Q150"},
+            "prompt": "The favourite colour of {} is",
+            "subject": "Brimble Quax",
+            "target_new": {"str": "teal"},
+            "target_true": {"str": "mauve"},
         },
-        "paraphrase_prompts": ["Shayna does this. Odile Varenne speaks", "Odile Varenne, a native"],
+        "paraphrase_prompts": ["Brimble Quax likes the colour", "Ask Brimble Quax for a colour and you hear"],
     },
     {
         "case_id": 1,
-        "requested_rewrite": {"prompt": "{} is located in", "subject": "Tamsin Glacier", "target_new": {"str": "Europe"}, "target_true": {"str": "Antarctica"}},
-        "paraphrase_prompts": ["Tamsin Glacier belongs to the continent of", "Where is Tamsin Glacier? It is in"],
+        "requested_rewrite": {"prompt": "{} keeps its spoons in", "subject": "Velmor Hut", "target_new": {"str": "drawers"}, "target_true": {"str": "jars"}},
+        "paraphrase_prompts": ["At Velmor Hut the spoons are kept in", "Where does Velmor Hut keep spoons? In"],
     },
 ]
 
 EASYEDIT = [
-    {"case_id": 10, "prompt": "Radio Quill, by", "subject": "Radio Quill", "ground_truth": "BBC", "target_new": "Sega", "rephrase_prompt": "Radio Quill is owned by", "locality_prompt": "x", "locality_ground_truth": "y"},
-    {"case_id": 11, "prompt": "Ines Marlow, the", "subject": "Ines Marlow", "ground_truth": "guitar", "target_new": "piano", "rephrase_prompt": "Ines Marlow plays the", "locality_prompt": "x", "locality_ground_truth": "y"},
+    {"case_id": 10, "prompt": "Plinth Ferry sails on", "subject": "Plinth Ferry", "ground_truth": "Tuesdays", "target_new": "Fridays", "rephrase_prompt": "The day Plinth Ferry sails is", "locality_prompt": "x", "locality_ground_truth": "y"},
+    {"case_id": 11, "prompt": "Oskel Dunne hums the", "subject": "Oskel Dunne", "ground_truth": "kazoo", "target_new": "drum", "rephrase_prompt": "The instrument Oskel Dunne hums is the", "locality_prompt": "x", "locality_ground_truth": "y"},
 ]
 
 
 def test_rome_layout_gives_prompt_then_paraphrases_per_case(tmp_path):
     items = TASK.load(write_json(tmp_path, "counterfact.json", ROME))
     assert [i.prompt for i in items[:3]] == [
-        "The mother tongue of Odile Varenne is",
-        "Shayna does this. Odile Varenne speaks",
-        "Odile Varenne, a native",
+        "The favourite colour of Brimble Quax is",
+        "Brimble Quax likes the colour",
+        "Ask Brimble Quax for a colour and you hear",
     ]
-    assert [i.answer for i in items] == [" French"] * 3 + [" Antarctica"] * 3
+    assert [i.answer for i in items] == [" mauve"] * 3 + [" jars"] * 3
     assert [i.group for i in items] == [0, 0, 0, 1, 1, 1]
-    assert items[3].prompt == "Tamsin Glacier is located in"
+    assert items[3].prompt == "Velmor Hut keeps its spoons in"
 
 
 def test_easyedit_layout_gives_prompt_then_rephrase(tmp_path):
     items = TASK.load(write_json(tmp_path, "counterfact-val.json", EASYEDIT))
     assert [(i.prompt, i.answer, i.group) for i in items] == [
-        ("Radio Quill, by", " BBC", 10),
-        ("Radio Quill is owned by", " BBC", 10),
-        ("Ines Marlow, the", " guitar", 11),
-        ("Ines Marlow plays the", " guitar", 11),
+        ("Plinth Ferry sails on", " Tuesdays", 10),
+        ("The day Plinth Ferry sails is", " Tuesdays", 10),
+        ("Oskel Dunne hums the", " kazoo", 11),
+        ("The instrument Oskel Dunne hums is the", " kazoo", 11),
     ]
 
 
@@ -63,8 +65,8 @@ def test_limit_counts_cases_so_groups_stay_whole(tmp_path):
 def test_examples_tokenise_prompt_and_answer_separately(tmp_path, gpt2_tokenizer):
     items = TASK.load(write_json(tmp_path, "counterfact.json", ROME))
     example = TASK.examples(items, gpt2_tokenizer)[0]
-    assert example.prompt_ids == tuple(gpt2_tokenizer("The mother tongue of Odile Varenne is")["input_ids"])
-    assert example.answer_ids == tuple(gpt2_tokenizer(" French", add_special_tokens=False)["input_ids"])
+    assert example.prompt_ids == tuple(gpt2_tokenizer("The favourite colour of Brimble Quax is")["input_ids"])
+    assert example.answer_ids == tuple(gpt2_tokenizer(" mauve", add_special_tokens=False)["input_ids"])
     assert example.probe_ids == (262, 257, 286)  # " the", " a", " of" in GPT-2
     assert example.choice_ids == () and example.label == -1
 
@@ -82,11 +84,15 @@ def test_malformed_records_name_file_and_record(tmp_path):
 
 
 def test_real_val_file():
-    items = TASK.load(shared_file("counterfact", "counterfact-val.json"))
-    assert len(items) == 3838 and len({i.group for i in items}) == 1919
-    assert (items[0].prompt, items[0].answer, items[0].group) == ("BBC One, by", " BBC", 10)
-    assert items[1].prompt == "BBC One is my favorite product out of everything owned by"
-    assert (items[-2].prompt, items[-2].answer, items[-2].group) == ("Gamal Abdel-Rahim performs on the", " piano", 21910)
+    """Counts, and items built from the raw records read independently (no record text is copied here)."""
+    path = shared_file("counterfact", "counterfact-val.json")
+    raw = json.loads(open(path, encoding="utf-8").read())
+    items = TASK.load(path)
+    assert len(raw) == 1919 and len(items) == 3838 and len({i.group for i in items}) == 1919
+    for case, first in ((raw[0], 0), (raw[-1], len(items) - 2)):
+        expected = [(case["prompt"], " " + case["ground_truth"], case["case_id"]),
+                    (case["rephrase_prompt"], " " + case["ground_truth"], case["case_id"])]
+        assert [(i.prompt, i.answer, i.group) for i in items[first:first + 2]] == expected
 
 
 def test_real_files_hold_all_21919_cases():
