@@ -256,11 +256,23 @@ def plan_sequences(examples: Sequence[Example]) -> SequencePlan:
 
 
 def length_bucket(n: int, minimum: int = 8) -> int:
-    """The padded length for n: 8, 12, 16, 24, 32, 48, 64, ... (at most a third wasted)."""
-    size = minimum
-    while size < n:
-        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
-    return size
+    """The padded length for n: 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, ... (under a fifth of it padding).
+
+    Above ``minimum``, n rounds up to a multiple of an eighth of the next power
+    of two: few enough distinct lengths to compile, little enough padding to
+    run (every padded position costs as much as a real one).
+    """
+    if n <= minimum:
+        return minimum
+    return round_up(n, max(1, power_of_two(n) // 8))
+
+
+def rows_per_batch(length: int, batch_size: int, max_tokens: int) -> int:
+    """``batch_size`` rows, halved (to powers of two) until rows × length fits in ``max_tokens`` (at least 1)."""
+    rows = batch_size
+    while rows > 1 and rows * length > max_tokens:
+        rows = power_of_two(rows) // 2
+    return rows
 
 
 def power_of_two(n: int) -> int:
@@ -283,34 +295,41 @@ class Batch:
     rows: np.ndarray
 
 
-def make_batches(plan: SequencePlan, batch_size: int, multiple: int = 1) -> list[Batch]:
+def make_batches(plan: SequencePlan, batch_size: int, multiple: int = 1, max_tokens: Optional[int] = None) -> list[Batch]:
     """Sequences sorted by scored-position count, then length, cut into padded batches of at most ``batch_size``.
 
     Sorting by the (power-of-two) number of scored positions first keeps a few
     multi-token answers from widening every batch they fall in: the last
     block's queries and the head run at every padded scored slot, and the head
-    is the costliest part of a late-layer variant. Batch sizes are powers of
-    two (up to ``batch_size``) rounded up to a multiple of ``multiple`` (the
-    number of example shards).
+    is the costliest part of a late-layer variant; no batch mixes two such
+    groups. Batches of long sequences hold fewer rows, so that rows × padded
+    length stays within ``max_tokens`` (default ``16 * batch_size``): the
+    long tail of a dataset no longer pads a full batch to its longest
+    sequence. Batch sizes are powers of two (up to ``batch_size``) rounded up
+    to a multiple of ``multiple`` (the number of example shards).
     """
-    def sort_key(s: int):
-        sequence = plan.sequences[s]
-        return power_of_two(len(sequence.targets)), -len(sequence.tokens), s
+    max_tokens = 16 * batch_size if max_tokens is None else max_tokens
 
-    order = sorted(range(len(plan.sequences)), key=sort_key)
+    def n_targets(s: int) -> int:
+        return power_of_two(len(plan.sequences[s].targets))
+
+    order = sorted(range(len(plan.sequences)), key=lambda s: (n_targets(s), -len(plan.sequences[s].tokens), s))
     batches = []
-    for first in range(0, len(order), batch_size):
-        rows = np.array(order[first:first + batch_size], np.int64)
+    first = 0
+    while first < len(order):
+        group = n_targets(order[first])
+        length = length_bucket(len(plan.sequences[order[first]].tokens))  # the longest left in its group
+        cap = rows_per_batch(length, batch_size, max_tokens)
+        rows = np.array([s for s in order[first:first + cap] if n_targets(s) == group], np.int64)
+        first += len(rows)
         chosen = [plan.sequences[s] for s in rows]
-        size = round_up(min(power_of_two(len(rows)), batch_size), multiple)
-        length = length_bucket(max(len(s.tokens) for s in chosen))
-        n_targets = power_of_two(max(len(s.targets) for s in chosen))
+        size = round_up(min(power_of_two(len(rows)), cap), multiple)
         n_extras = power_of_two(max(1, max(len(s.extras) for s in chosen)))
         ids = np.zeros((size, length), np.int32)
         mask = np.zeros((size, length), bool)
         mask[:, 0] = True  # padding rows hold one dummy token
-        select = np.zeros((size, n_targets), np.int32)
-        targets = np.zeros((size, n_targets), np.int32)
+        select = np.zeros((size, group), np.int32)
+        targets = np.zeros((size, group), np.int32)
         extras = np.zeros((size, n_extras), np.int32)
         for i, s in enumerate(chosen):
             ids[i, :len(s.tokens)] = s.tokens
@@ -632,7 +651,7 @@ def check_token_ids(examples: Sequence[Example], vocab: int) -> None:
 
 def sweep(model, examples: Sequence[Example], layers: Iterable[int] = (), taus: Iterable[str] = (),
           rhos: Iterable[float] = (), *, variants: Iterable[Intervention] = (), top_k: int = 5, batch_size: int = 64,
-          variant_chunk: Optional[int] = None, rank_buckets: bool = False, method: str = "exact",
+          batch_tokens: Optional[int] = None, variant_chunk: Optional[int] = None, rank_buckets: bool = False, method: str = "exact",
           key: Optional[jax.Array] = None, svd_dtype: str = "float32", mesh: Optional[Mesh] = None,
           skip: Iterable[str] = (), on_row: Optional[Callable[[SweepRow], None]] = None, progress: bool = False,
           cache: Optional[FactorCache] = FACTOR_CACHE, prefix_budget_bytes: int = 1 << 30) -> SweepResult:
@@ -650,6 +669,8 @@ def sweep(model, examples: Sequence[Example], layers: Iterable[int] = (), taus: 
     price of one compile per width; variants of one width share a call.
     ``method="randomized"`` uses Halko factors per variant (needs ``key``), as
     the official code. ``svd_dtype``: see :func:`laser_jax.laser.exact_svd`.
+    ``batch_size`` and ``batch_tokens`` bound a batch's rows and its rows ×
+    padded length (default ``16 * batch_size``; see :func:`make_batches`).
     ``variant_chunk`` bounds the variants per call (default: from a 1 GiB
     activation budget). ``mesh``: see the module docstring. Hidden states
     entering all swept layers are kept when they fit in
@@ -675,7 +696,7 @@ def sweep(model, examples: Sequence[Example], layers: Iterable[int] = (), taus: 
     need_base = BASE_KEY not in skip or bool(unchanged)
 
     bar = tqdm(total=len(pending) + need_base, desc="LASER sweep", unit="variant", disable=not progress)
-    run = _SweepRun(model, examples, batch_size, mesh, top_k, on_row, bar)
+    run = _SweepRun(model, examples, batch_size, batch_tokens, mesh, top_k, on_row, bar)
     swept_layers = sorted({iv.layer for iv in edited})
     keep_all = run.state_bytes * len(swept_layers) <= prefix_budget_bytes
     base_scores = run.base_pass(swept_layers, keep_all, need_base)
@@ -704,12 +725,12 @@ def sweep(model, examples: Sequence[Example], layers: Iterable[int] = (), taus: 
 class _SweepRun:
     """The state of one sweep: packed batches on the devices, base hidden states, finished rows."""
 
-    def __init__(self, model, examples, batch_size, mesh, top_k, on_row, bar):
+    def __init__(self, model, examples, batch_size, batch_tokens, mesh, top_k, on_row, bar):
         self.model, self.family, self.cfg = model, model.family, model.config
         self.top_k, self.on_row, self.bar = top_k, on_row, bar
         self.placement = Placement(default_mesh() if mesh is None else mesh)
         self.plan = plan_sequences(examples)
-        self.host_batches = make_batches(self.plan, batch_size, self.placement.example_shards)
+        self.host_batches = make_batches(self.plan, batch_size, self.placement.example_shards, batch_tokens)
         self.batches = [DeviceBatch(*self.placement.put((b.ids, b.mask, b.select, b.targets, b.extras),
                                                         self.placement.example_axis)) for b in self.host_batches]
         self.params = self.placement.put(model.params)
@@ -804,7 +825,7 @@ def evaluate(model, examples: Sequence[Example], **kwargs) -> SweepRow:
 
 __all__ = [
     "BASE_KEY", "ExampleScores", "SweepRow", "SweepResult", "ScoredSequence", "SequencePlan", "plan_sequences",
-    "Batch", "make_batches", "length_bucket", "Readout", "read_logits", "base_pass", "last_block", "head_readout",
-    "variant_readouts", "Placement",
+    "Batch", "make_batches", "length_bucket", "rows_per_batch", "Readout", "read_logits", "base_pass", "last_block",
+    "head_readout", "variant_readouts", "Placement",
     "default_mesh", "group_variants", "sweep", "evaluate",
 ]

@@ -22,7 +22,8 @@ from laser_jax.model import Model
 from laser_jax.models import FAMILIES
 from laser_jax.models.convert import to_hf_state
 from laser_jax.selection import compose, greedy_search, select_best, validation_split
-from laser_jax.sweep import ExampleScores, SweepResult, SweepRow, evaluate, length_bucket, make_batches, plan_sequences, sweep
+from laser_jax.sweep import (ExampleScores, SweepResult, SweepRow, evaluate, length_bucket, make_batches, plan_sequences,
+                             rows_per_batch, sweep)
 from tests.models.hf_tiny import TINY_FAMILY_VOCAB, save_tiny_family, torch_logits
 
 SAME = 1e-5  # two JAX paths that differ only in float32 rounding (LowRank product vs dense matrix)
@@ -184,8 +185,19 @@ def test_batches_group_sequences_by_their_number_of_scored_positions():
     """One three-token answer among nine single-token ones widens one batch, not the first."""
     examples = [Example((3, 4, 5, 6, 7, 8), (9, 10, 11))] + [Example((1,) * (7 - i % 3), (i,)) for i in range(9)]
     batches = make_batches(plan_sequences(examples), batch_size=4)
-    assert [b.select.shape[1] for b in batches] == [1, 1, 4]
-    assert [b.rows.tolist()[-1] for b in batches][-1] == 0
+    assert [b.select.shape[1] for b in batches] == [1, 1, 1, 4]
+    assert [b.rows.tolist() for b in batches][-1] == [0]
+
+
+def test_batches_of_long_sequences_hold_fewer_rows():
+    """Rows × padded length stays within the token budget; no row is lost or repeated."""
+    lengths = [40, 33, 20, 17, 12, 9, 8, 7, 6, 5, 4, 3, 2]
+    examples = [Example(tuple(range(1, n + 1)), (n + 1,)) for n in lengths]  # a sequence of n tokens
+    batches = make_batches(plan_sequences(examples), batch_size=4, max_tokens=48)
+    assert [b.ids.shape for b in batches] == [(1, 40), (1, 40), (2, 20), (4, 12), (4, 8), (1, 8)]
+    assert [b.rows.tolist() for b in batches][:3] == [[0], [1], [2, 3]]
+    assert sorted(np.concatenate([b.rows for b in batches]).tolist()) == list(range(len(lengths)))
+    assert [rows_per_batch(length, 48, 1024) for length in (8, 24, 40, 64, 2000)] == [48, 32, 16, 16, 1]
 
 
 def test_batches_and_padding_do_not_change_scores(gpt2):
@@ -225,9 +237,10 @@ def test_plan_shares_sequences_and_reads_single_token_candidates_at_the_prompt_e
     assert plan.sequences[plan.main[3]].extras == (1, 70)  # probe, then the single-token choice
     batches = make_batches(plan, batch_size=4)
     assert sorted(np.concatenate([b.rows for b in batches]).tolist()) == list(range(len(plan.sequences)))
-    assert [b.ids.shape for b in batches] == [(4, 8), (4, 8)]
-    assert [b.ids.shape for b in make_batches(plan, batch_size=4, multiple=8)] == [(8, 8), (8, 8)]
-    assert [length_bucket(n) for n in (1, 8, 9, 13, 17, 25, 33, 49, 65)] == [8, 8, 12, 16, 24, 32, 48, 64, 96]
+    assert [b.ids.shape for b in batches] == [(4, 8), (4, 8), (2, 8)]  # 1, 2 and 4 scored positions
+    assert [b.select.shape[1] for b in batches] == [1, 2, 4]
+    assert [b.ids.shape for b in make_batches(plan, batch_size=4, multiple=8)] == [(8, 8)] * 3
+    assert [length_bucket(n) for n in (1, 8, 9, 13, 17, 25, 33, 49, 65)] == [8, 8, 10, 14, 20, 28, 40, 56, 80]
 
 
 # ----------------------------------------------------------------------------- selection and composition
