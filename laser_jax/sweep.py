@@ -25,7 +25,8 @@ How the work is shared (the design points of the spec):
    at the scored positions (``select``), for the base (:func:`last_block`,
    :func:`head_readout`) and inside :func:`variant_readouts`. Batches are
    grouped by their number of scored positions, so a few multi-token answers
-   do not widen the rest.
+   do not widen the rest, and capped in rows × padded length, so a few long
+   sequences do not pad full batches (:func:`make_batches`).
 4. **Sharding.** With a :class:`jax.sharding.Mesh` (by default, over all devices
    when there are several), batches are split over the mesh axis named
    ``"examples"`` and variant chunks over ``"variants"``; parameters are
@@ -267,10 +268,10 @@ def length_bucket(n: int, minimum: int = 8) -> int:
     return round_up(n, max(1, power_of_two(n) // 8))
 
 
-def rows_per_batch(length: int, batch_size: int, max_tokens: int) -> int:
-    """``batch_size`` rows, halved (to powers of two) until rows × length fits in ``max_tokens`` (at least 1)."""
+def rows_per_batch(length: int, batch_size: int, batch_tokens: int) -> int:
+    """``batch_size`` rows, halved (to powers of two) until rows × length fits in ``batch_tokens`` (at least 1)."""
     rows = batch_size
-    while rows > 1 and rows * length > max_tokens:
+    while rows > 1 and rows * length > batch_tokens:
         rows = power_of_two(rows) // 2
     return rows
 
@@ -295,7 +296,8 @@ class Batch:
     rows: np.ndarray
 
 
-def make_batches(plan: SequencePlan, batch_size: int, multiple: int = 1, max_tokens: Optional[int] = None) -> list[Batch]:
+def make_batches(plan: SequencePlan, batch_size: int, multiple: int = 1,
+                 batch_tokens: Optional[int] = None) -> list[Batch]:
     """Sequences sorted by scored-position count, then length, cut into padded batches of at most ``batch_size``.
 
     Sorting by the (power-of-two) number of scored positions first keeps a few
@@ -303,12 +305,12 @@ def make_batches(plan: SequencePlan, batch_size: int, multiple: int = 1, max_tok
     block's queries and the head run at every padded scored slot, and the head
     is the costliest part of a late-layer variant; no batch mixes two such
     groups. Batches of long sequences hold fewer rows, so that rows × padded
-    length stays within ``max_tokens`` (default ``16 * batch_size``): the
+    length stays within ``batch_tokens`` (default ``16 * batch_size``): the
     long tail of a dataset no longer pads a full batch to its longest
     sequence. Batch sizes are powers of two (up to ``batch_size``) rounded up
     to a multiple of ``multiple`` (the number of example shards).
     """
-    max_tokens = 16 * batch_size if max_tokens is None else max_tokens
+    batch_tokens = 16 * batch_size if batch_tokens is None else batch_tokens
 
     def n_targets(s: int) -> int:
         return power_of_two(len(plan.sequences[s].targets))
@@ -319,7 +321,7 @@ def make_batches(plan: SequencePlan, batch_size: int, multiple: int = 1, max_tok
     while first < len(order):
         group = n_targets(order[first])
         length = length_bucket(len(plan.sequences[order[first]].tokens))  # the longest left in its group
-        cap = rows_per_batch(length, batch_size, max_tokens)
+        cap = rows_per_batch(length, batch_size, batch_tokens)
         rows = np.array([s for s in order[first:first + cap] if n_targets(s) == group], np.int64)
         first += len(rows)
         chosen = [plan.sequences[s] for s in rows]
@@ -651,10 +653,11 @@ def check_token_ids(examples: Sequence[Example], vocab: int) -> None:
 
 def sweep(model, examples: Sequence[Example], layers: Iterable[int] = (), taus: Iterable[str] = (),
           rhos: Iterable[float] = (), *, variants: Iterable[Intervention] = (), top_k: int = 5, batch_size: int = 64,
-          batch_tokens: Optional[int] = None, variant_chunk: Optional[int] = None, rank_buckets: bool = False, method: str = "exact",
-          key: Optional[jax.Array] = None, svd_dtype: str = "float32", mesh: Optional[Mesh] = None,
-          skip: Iterable[str] = (), on_row: Optional[Callable[[SweepRow], None]] = None, progress: bool = False,
-          cache: Optional[FactorCache] = FACTOR_CACHE, prefix_budget_bytes: int = 1 << 30) -> SweepResult:
+          batch_tokens: Optional[int] = None, variant_chunk: Optional[int] = None, rank_buckets: bool = False,
+          method: str = "exact", key: Optional[jax.Array] = None, svd_dtype: str = "float32",
+          mesh: Optional[Mesh] = None, skip: Iterable[str] = (), on_row: Optional[Callable[[SweepRow], None]] = None,
+          progress: bool = False, cache: Optional[FactorCache] = FACTOR_CACHE,
+          prefix_budget_bytes: int = 1 << 30) -> SweepResult:
     """Score the base model and every variant of the grid ``layers × taus × rhos`` on ``examples``.
 
     Returns the base row and one row per variant: the grid's (in its order),

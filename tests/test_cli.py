@@ -42,8 +42,7 @@ def setup(tmp_path_factory):
     """A tiny GPT-2 checkpoint with its tokenizer, and a CounterFact file (EasyEdit layout)."""
     root = tmp_path_factory.mktemp("cli")
     save_tiny_gpt2(root / "model")
-    records = [{"case_id": i, "prompt": p, "subject": p.split()[0], "ground_truth": a, "target_new": "nothing",
-                "rephrase_prompt": r, "locality_prompt": p, "locality_ground_truth": a} for i, (p, a, r) in enumerate(FACTS)]
+    records = [{"case_id": i, "prompt": p, "ground_truth": a, "rephrase_prompt": r} for i, (p, a, r) in enumerate(FACTS)]
     (root / "counterfact.json").write_text(json.dumps(records))
     return root
 

@@ -193,7 +193,7 @@ def test_batches_of_long_sequences_hold_fewer_rows():
     """Rows × padded length stays within the token budget; no row is lost or repeated."""
     lengths = [40, 33, 20, 17, 12, 9, 8, 7, 6, 5, 4, 3, 2]
     examples = [Example(tuple(range(1, n + 1)), (n + 1,)) for n in lengths]  # a sequence of n tokens
-    batches = make_batches(plan_sequences(examples), batch_size=4, max_tokens=48)
+    batches = make_batches(plan_sequences(examples), batch_size=4, batch_tokens=48)
     assert [b.ids.shape for b in batches] == [(1, 40), (1, 40), (2, 20), (4, 12), (4, 8), (1, 8)]
     assert [b.rows.tolist() for b in batches][:3] == [[0], [1], [2, 3]]
     assert sorted(np.concatenate([b.rows for b in batches]).tolist()) == list(range(len(lengths)))

@@ -11,7 +11,7 @@ from tests.tasks.helpers import write_json
 
 TASK = get_task("counterfact")
 
-ROME = [
+ROME = [  # invented facts in each layout; target_new is there to check that it is not the answer
     {
         "case_id": 0,
         "requested_rewrite": {
@@ -30,8 +30,8 @@ ROME = [
 ]
 
 EASYEDIT = [
-    {"case_id": 10, "prompt": "Plinth Ferry sails on", "subject": "Plinth Ferry", "ground_truth": "Tuesdays", "target_new": "Fridays", "rephrase_prompt": "The day Plinth Ferry sails is", "locality_prompt": "x", "locality_ground_truth": "y"},
-    {"case_id": 11, "prompt": "Oskel Dunne hums the", "subject": "Oskel Dunne", "ground_truth": "kazoo", "target_new": "drum", "rephrase_prompt": "The instrument Oskel Dunne hums is the", "locality_prompt": "x", "locality_ground_truth": "y"},
+    {"case_id": 10, "prompt": "Plinth Ferry sails on", "subject": "Plinth Ferry", "ground_truth": "Tuesdays", "target_new": "Fridays", "rephrase_prompt": "The day Plinth Ferry sails is"},
+    {"case_id": 11, "prompt": "Oskel Dunne hums the", "subject": "Oskel Dunne", "ground_truth": "kazoo", "target_new": "drum", "rephrase_prompt": "The instrument Oskel Dunne hums is the"},
 ]
 
 
