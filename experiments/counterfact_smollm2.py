@@ -236,6 +236,7 @@ def summarize(directories, data, timing_note: str = "") -> str:
     items = get_task("counterfact").load(data)
     best = select_best(rows, "val")
     n_variants = len({variant_key(r) for r in rows}) - 1
+    grid_size = len(GRID_LAYERS) * len(GRID_TAUS) * len(GRID_RHOS)
     parts = [
         "# LASER on SmolLM2-135M-Instruct (Q4_1 GGUF) — CounterFact validation file",
         "",
@@ -244,9 +245,9 @@ def summarize(directories, data, timing_note: str = "") -> str:
         "Metric: top-1 of the answer's first token at the last prompt position; loss: mean per-token answer NLL. "
         "Best = highest validation accuracy, ties to the lower validation loss, reported on test.",
         "",
-        f"Variants scored: {n_variants} of the grid's {len(GRID_LAYERS) * len(GRID_TAUS) * len(GRID_RHOS)} "
+        f"Variants scored: {n_variants} of the grid's {grid_size} "
         f"(30 layers × {{{', '.join(GRID_TAUS)}}} × ρ ∈ {{{', '.join(f'{r:g}' for r in GRID_RHOS)}}}); "
-        "the best is selected among the scored variants only.",
+        + ("the whole grid." if n_variants == grid_size else "the best is selected among the scored variants only."),
         "",
         coverage(rows),
         "",
