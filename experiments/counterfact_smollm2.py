@@ -246,7 +246,7 @@ def summarize(directories, data, timing_note: str = "") -> str:
         "Best = highest validation accuracy, ties to the lower validation loss, reported on test.",
         "",
         f"Variants scored: {n_variants} of the grid's {grid_size} "
-        f"(30 layers × {{{', '.join(GRID_TAUS)}}} × ρ ∈ {{{', '.join(f'{r:g}' for r in GRID_RHOS)}}}); "
+        f"({len(GRID_LAYERS)} layers × {{{', '.join(GRID_TAUS)}}} × ρ ∈ {{{', '.join(f'{r:g}' for r in GRID_RHOS)}}}); "
         + ("the whole grid." if n_variants == grid_size else "the best is selected among the scored variants only."),
         "",
         coverage(rows),
