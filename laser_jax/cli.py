@@ -23,7 +23,9 @@ from laser_jax.errors import ConfigError, DataError, InterventionError, LaserJax
 PROG = "laser-jax"
 EXIT_ERROR = 2
 DEFAULT_RHOS = "0.9,0.8,0.6,0.4,0.2,0.1,0.05,0.01"
-ROW_DELAY_ENV = "LASER_JAX_ROW_DELAY"  # seconds to pause after each recorded variant (tests kill runs midway)
+PAPER_RHOS = (0.9, 0.8, 0.6, 0.2, 0.1, 0.05, 0.01)  # laser_jax.selection.PAPER_RHOS (not imported: it pulls in JAX)
+MODES = ("exhaustive", "selection")
+COMPOSITION_FILE = "compose.json"
 
 
 # ----------------------------------------------------------------------------- argument values
@@ -122,12 +124,41 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="parameter dtype")
     sweep.add_argument("--revision", help="hub branch, tag or commit of --model")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_protocol_arguments(sweep)
     sweep.set_defaults(func=cmd_sweep)
+
+    table = commands.add_parser("table", help="the paper's Table 1: the selection protocol on several tasks (resumable)",
+                                description="Run the selection protocol (grid on validation, selected variants on test) for "
+                                            "each task in DIR/<task>/, then write table.md, table.csv and table.png into DIR.")
+    table.add_argument("--model", required=True, metavar="SRC", help="hub id, local checkpoint directory, .gguf file or a packaged model name")
+    table.add_argument("--tasks", required=True, metavar="LIST", help="task names, e.g. counterfact,fever,truthfulqa")
+    table.add_argument("--out", required=True, metavar="DIR", help="table directory (one run directory per task inside)")
+    table.add_argument("--data-root", metavar="DIR", help="folder holding the tasks' data files (default: $LASER_JAX_DATA)")
+    table.add_argument("--limit", type=int, metavar="N", help="cap every task at its first N records (one rule for all)")
+    table.add_argument("--layers", default="all", metavar="RANGE", help="layers (default: all)")
+    table.add_argument("--taus", metavar="LIST", help="matrix types (default: the family's MLP matrices)")
+    table.add_argument("--rhos", default=",".join(str(r) for r in PAPER_RHOS), metavar="LIST",
+                       help="fractions of rank kept (default: the paper's seven)")
+    table.add_argument("--batch-size", type=int, default=32, metavar="B", help="examples per batch (default 32)")
+    table.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="parameter dtype")
+    table.add_argument("--revision", help="hub branch, tag or commit of --model")
+    table.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_protocol_arguments(table, selection_only=True)
+    table.set_defaults(func=cmd_table)
+
+    compose = commands.add_parser("compose", help="greedy composition of LASER steps on a run's validation part",
+                                  description="The paper's greedy composition (MLP matrices, largest layer and smallest rho "
+                                              "first, a step kept only if validation accuracy does not drop) over the grid of "
+                                              "the run in DIR. Writes DIR/compose.json; `laser-jax apply --edits` takes it.")
+    compose.add_argument("dir", metavar="DIR", help="a sweep's or table task's run directory (with a val+test split)")
+    compose.add_argument("--out", metavar="FILE", help="write the composition here (default DIR/compose.json)")
+    compose.add_argument("--quiet", action="store_true", help="no progress bar")
+    compose.set_defaults(func=cmd_compose)
 
     report = commands.add_parser("report", help="heatmaps and a base-vs-best table from a sweep directory",
                                  description="Write heatmap_accuracy.png, heatmap_loss.png, generic_tokens.png (when the task "
                                              "has generic probe tokens) and report.md into DIR.")
-    report.add_argument("dir", metavar="DIR", help="a sweep's --out directory")
+    report.add_argument("dir", metavar="DIR", help="a sweep's --out directory (or a results CSV, e.g. several runs' rows merged)")
     report.add_argument("--out", metavar="DIR", help="write the files here instead of DIR")
     report.set_defaults(func=cmd_report)
 
@@ -135,8 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Apply one or more LASER edits and save the reduced model with Orbax "
                                             "(load it back with laser_jax.load_model(DIR)) and/or as a Hugging Face directory.")
     apply.add_argument("--model", required=True, metavar="SRC", help="hub id, local checkpoint directory or .gguf file")
-    apply.add_argument("--edit", action="append", required=True, metavar="TAU:LAYER:RHO", type=str,
+    apply.add_argument("--edit", action="append", default=[], metavar="TAU:LAYER:RHO", type=str,
                        help="an edit, e.g. fc_in:27:0.01; repeat for several")
+    apply.add_argument("--edits", metavar="FILE", help="the edits of a composition file (laser-jax compose), applied first")
     apply.add_argument("--out", metavar="DIR", help="Orbax checkpoint directory")
     apply.add_argument("--factored", action="store_true", help="store truncated matrices as U_k, S_k, V_k only")
     apply.add_argument("--export-hf", metavar="DIR", help="also write a Hugging Face directory (config.json + model.safetensors)")
@@ -191,7 +223,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_apply(args) -> int:
-    steps = [parse_edit(text) for text in args.edit]
+    steps = [*(read_composition(args.edits) if args.edits else []), *(parse_edit(text) for text in args.edit)]
+    if not steps:
+        raise InterventionError("apply needs --edit TAU:LAYER:RHO (repeatable) or --edits FILE")
     if not args.out and not args.export_hf:
         raise InterventionError("apply needs --out DIR (Orbax checkpoint) and/or --export-hf DIR")
     if args.factored and not args.out:
@@ -200,6 +234,8 @@ def cmd_apply(args) -> int:
     from laser_jax.loading import load_model
 
     model = load_model(args.model, revision=args.revision, dtype=_dtype(args.dtype))
+    for step in steps:
+        laser.check_intervention(model, step)
     if args.factored:  # the model is defined by its stored factors (== laser.apply up to float rounding)
         factors = checkpoint.edit_factors(model, steps)
         reduced = checkpoint.with_factors(laser.apply(model, steps), factors)
@@ -242,17 +278,44 @@ def cmd_synthetic(args) -> int:
 # ----------------------------------------------------------------------------- sweep
 
 
-def cmd_sweep(args) -> int:
-    from laser_jax import laser, results
-    from laser_jax.tasks import get_task
+def add_protocol_arguments(parser, selection_only: bool = False) -> None:
+    """The selection protocol's options (:mod:`laser_jax.protocol`)."""
+    if not selection_only:
+        parser.add_argument("--mode", choices=MODES, default="exhaustive",
+                            help="exhaustive: every variant on every item (full heatmaps, default); selection: the grid on "
+                                 "validation only, then the base and the selected variants on test")
+    parser.add_argument("--top-n", type=int, default=0, metavar="N",
+                        help="selection: also test the N best variants on validation (default: best overall and per tau)")
+    parser.add_argument("--racing", action="store_true",
+                        help="selection: score validation in growing looks and stop variants that cannot reach their tau's leader")
+    parser.add_argument("--racing-delta", type=float, default=0.05, metavar="D",
+                        help="racing: probability allowed of stopping the best variant of a tau (default 0.05)")
 
-    layers = parse_layers(args.layers)
-    taus = parse_taus(args.taus)
-    rhos = parse_rhos(args.rhos)
-    if args.limit is not None and args.limit < 1:
+
+def _racing(args):
+    if not args.racing:
+        return None
+    from laser_jax.protocol import Racing
+
+    return Racing(delta=args.racing_delta)
+
+
+def _check_counts(args) -> None:
+    if getattr(args, "limit", None) is not None and args.limit < 1:
         raise DataError(f"--limit must be at least 1, got {args.limit}")
     if args.batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.top_n < 0:
+        raise DataError(f"--top-n must be at least 0, got {args.top_n}")
+
+
+def cmd_sweep(args) -> int:
+    from laser_jax.tasks import get_task
+
+    layers, taus, rhos = parse_layers(args.layers), parse_taus(args.taus), parse_rhos(args.rhos)
+    _check_counts(args)
+    if args.mode == "selection" and args.split != "val+test":
+        raise DataError("--mode selection selects on validation: it needs --split val+test")
     task = get_task(args.task)
     data = _data_source(task, args.data)
     _quiet_libraries()
@@ -260,24 +323,53 @@ def cmd_sweep(args) -> int:
     run_args = {"model": _absolute_if_local(args.model), "revision": args.revision, "task": task.name, "data": data,
                 "limit": args.limit, "split": args.split, "layers": "all" if layers is None else layers, "taus": taus,
                 "rhos": rhos, "batch_size": args.batch_size, "dtype": args.dtype}
-    store = results.ResultsStore(args.out, run_args, info={"argv": args.argv})  # refuses another run's directory
-
+    if args.mode == "selection":
+        run_args.update(_selection_args(args))
     from laser_jax.loading import load_model
-    from laser_jax.sweep import sweep
 
+    store = _open_store(args.out, run_args, args.argv)
     model = load_model(run_args["model"], revision=args.revision, dtype=_dtype(args.dtype))
+    if args.mode == "selection":
+        _run_selection(model, task, items, store, layers, taus, rhos, args)
+    else:
+        _run_exhaustive(model, task, items, store, layers, taus, rhos, args)
+    print(f"{len(store.rows)} rows in {store.directory / 'results.csv'}")
+    return 0
+
+
+def _selection_args(args) -> dict:
+    racing = _racing(args)
+    return {"mode": "selection", "top_n": args.top_n, "racing": None if racing is None else racing.as_args()}
+
+
+def _open_store(out, run_args, argv):
+    from laser_jax import results
+
+    return results.ResultsStore(out, run_args, info={"argv": argv})  # refuses another run's directory
+
+
+def _grid(model, layers, taus, rhos):
+    from laser_jax import laser
+
     if model.tokenizer is None:
-        raise DataError(f"model {args.model!r} has no tokenizer files; the task needs one")
+        raise DataError(f"model {model.source or '?'!r} has no tokenizer files; the task needs one")
     layers = list(range(model.n_layers)) if layers is None else layers
     grid = laser.expand_grid(layers, taus, rhos)
     for step in grid:
         laser.check_intervention(model, step)
+    return grid
+
+
+def _run_exhaustive(model, task, items, store, layers, taus, rhos, args) -> None:
+    from laser_jax import results
+    from laser_jax.sweep import sweep
+
+    grid = _grid(model, layers, taus, rhos)
     examples = task.examples(items, model.tokenizer)
     splits = results.split_indices(len(examples), args.split)
     done_keys = {results.intervention_key(key) for key in store.done()}
     skip = results.resume_skip(store.done(), grid)
     store.start()
-    delay = float(os.environ.get(ROW_DELAY_ENV, "0") or 0)
     if done_keys:
         print(f"resuming {store.directory}: {len(done_keys)} of {len(grid) + 1} variants already done", file=sys.stderr)
 
@@ -286,15 +378,142 @@ def cmd_sweep(args) -> int:
             return
         k = None if row.intervention is None else _rank(model, row.intervention)
         store.record(results.sweep_rows(row, splits, k), scores=results.example_columns(row, splits))
-        if delay:
-            time.sleep(delay)
 
     try:
-        sweep(model, examples, layers, taus, rhos, batch_size=args.batch_size, skip=skip, on_row=on_row, progress=not args.quiet)
+        sweep(model, examples, variants=grid, batch_size=args.batch_size, skip=skip, on_row=on_row, progress=not args.quiet)
     finally:
         store.close()
-    print(f"{len(store.rows)} rows in {store.directory / results.RESULTS_FILE}")
+
+
+def _run_selection(model, task, items, store, layers, taus, rhos, args) -> dict:
+    """The selection protocol of one task into ``store``; returns the run's wall/CPU seconds per phase, summed over resumes."""
+    from laser_jax import protocol, results
+
+    grid = _grid(model, layers, taus, rhos)
+    examples = task.examples(items, model.tokenizer)
+    recorder = results.StoreRecorder(store, lambda step: _rank(model, step))
+    done = len(recorder.done(protocol.VALIDATION))
+    store.start()
+    if done:
+        print(f"resuming {store.directory}: {done} of {len(grid) + 1} variants already scored on validation", file=sys.stderr)
+    try:
+        run = protocol.run_selection(model, examples, grid, recorder, top_n=args.top_n, racing=_racing(args),
+                                     batch_size=args.batch_size, progress=not args.quiet)
+        total = recorder.add_seconds(run.seconds)
+    finally:
+        store.close()
+    if run.stopped:
+        print(f"racing stopped {len(run.stopped)} of {len(grid)} variants early", file=sys.stderr)
+    tested = ", ".join(f"{step.tau}:{step.layer}:{step.rho:g}" for step in run.tested)
+    print(f"{store.directory}: tested on the test part: base, {tested}")
+    return total
+
+
+# ----------------------------------------------------------------------------- table
+
+
+def cmd_table(args) -> int:
+    from laser_jax.tasks import get_task
+
+    names = [name.strip() for name in args.tasks.split(",") if name.strip()]
+    if not names:
+        raise DataError("--tasks is empty")
+    tasks = [get_task(name) for name in dict.fromkeys(names)]  # an unknown task fails here, before any loading
+    layers, rhos = parse_layers(args.layers), parse_rhos(args.rhos)
+    taus = parse_taus(args.taus) if args.taus else None
+    _check_counts(args)
+    data_root = args.data_root or os.environ.get("LASER_JAX_DATA")
+    sources = {task.name: _table_data(task, data_root) for task in tasks}
+    _quiet_libraries()
+    from laser_jax.loading import load_model
+    from laser_jax.models.base import MLP_TAUS
+    from laser_jax.table import write_table
+
+    model = load_model(args.model, revision=args.revision, dtype=_dtype(args.dtype))
+    taus = taus or [tau for tau in MLP_TAUS if tau in model.family.taus]
+    out = Path(args.out)
+    for task in tasks:
+        run_args = {"model": args.model, "revision": args.revision, "task": task.name, "data": sources[task.name],
+                    "limit": args.limit, "split": "val+test", "layers": "all" if layers is None else layers, "taus": taus,
+                    "rhos": rhos, "batch_size": args.batch_size, "dtype": args.dtype, **_selection_args(args)}
+        store = _open_store(out / task.name, run_args, args.argv)
+        print(f"== {task.name}", file=sys.stderr)
+        _run_selection(model, task, task.load(sources[task.name], limit=args.limit), store, layers, taus, rhos, args)
+    for path in write_table(out, [task.name for task in tasks]):
+        print(path)
     return 0
+
+
+def _table_data(task, data_root: Optional[str]) -> Optional[str]:
+    """A task's data file under the data root, as given (relative paths stay relative: no machine's path is recorded)."""
+    if task.generate is not None:
+        return None
+    if not data_root:
+        raise DataError(f"task {task.name} needs its data: give --data-root DIR (holding {task.default_path}) or set LASER_JAX_DATA")
+    path = Path(data_root) / task.default_path
+    if not path.exists():
+        raise DataError(f"task {task.name}: {path} does not exist (--data-root must hold {task.default_path})")
+    return str(path)
+
+
+# ----------------------------------------------------------------------------- compose
+
+
+def cmd_compose(args) -> int:
+    import json
+
+    from laser_jax import results
+    from laser_jax.loading import load_model
+    from laser_jax.models.base import MLP_TAUS
+    from laser_jax.selection import compose
+    from laser_jax.tasks import get_task
+
+    run, rows = results.load_results(args.dir)
+    run_args = run.get("args", {})
+    if run_args.get("split") != "val+test" or not any(row["split"] == "val" for row in rows):
+        raise DataError(f"{args.dir} has no validation rows (made with --split {run_args.get('split', '?')}): compose selects "
+                        "on validation; run a sweep with --split val+test")
+    taus = [tau for tau in run_args["taus"] if tau in MLP_TAUS]
+    if not taus:
+        raise InterventionError(f"{args.dir} swept no MLP matrix ({', '.join(run_args['taus'])}): composition is over fc_in, fc_up, fc_out")
+    task = get_task(run_args["task"])
+    _quiet_libraries()
+    items = task.load(run_args["data"], limit=run_args.get("limit"))
+    model = load_model(run_args["model"], revision=run_args.get("revision"), dtype=_dtype(run_args.get("dtype", "float32")))
+    layers = None if run_args["layers"] == "all" else run_args["layers"]
+    _grid(model, layers, taus, run_args["rhos"])
+    examples = task.examples(items, model.tokenizer)
+    result = compose(model, examples, layers=layers, rhos=run_args["rhos"], taus=taus,
+                     batch_size=run_args.get("batch_size", 32), progress=not args.quiet)
+    edits = [f"{step.tau}:{step.layer}:{step.rho!r}" for step in result.steps]
+    record = {"run": str(args.dir), "edits": edits,
+              "validation": {"base": result.base_validation, "composed": result.final_validation},
+              "test": {"base": result.base_test, "composed": result.final_test},
+              "trials": [{"edit": f"{t.step.tau}:{t.step.layer}:{t.step.rho!r}", "validation_accuracy": t.accuracy,
+                          "kept": t.kept} for t in result.trials]}
+    path = Path(args.out) if args.out else Path(args.dir) / COMPOSITION_FILE
+    results.write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    print(f"kept {len(edits)} steps: {' '.join(edits) or '(none)'}")
+    for split in ("validation", "test"):
+        base, composed = record[split]["base"], record[split]["composed"]
+        print(f"{split}: accuracy {base['accuracy']:.4f} -> {composed['accuracy']:.4f}, "
+              f"loss {base['answer_nll']:.4f} -> {composed['answer_nll']:.4f}")
+    print(path)
+    return 0
+
+
+def read_composition(path) -> list:
+    """The edits of a ``compose.json`` file as interventions."""
+    import json
+
+    try:
+        record = json.loads(Path(path).read_text())
+        edits = record["edits"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DataError(f"{path} is not a laser-jax composition file ({type(error).__name__}: {error})") from None
+    if not isinstance(edits, list):
+        raise DataError(f"{path}: 'edits' must be a list of TAU:LAYER:RHO strings")
+    return [parse_edit(str(edit)) for edit in edits]
 
 
 def _quiet_libraries() -> None:

@@ -20,10 +20,22 @@ from laser_jax.models import base, family_for_model_type
 from laser_jax.models.convert import from_hf_state
 
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
+# Real models shipped in PyPI packages, by a short name: the function (in laser_jax.gguf) that finds the file. The name
+# is what a run directory records, so no machine's path is written into a committed result.
+PACKAGED_MODELS = {"smollm2": "smollm2_path"}
+
+
+def packaged_path(name: str) -> Optional[Path]:
+    """The file of a packaged model called ``name`` (None for any other source)."""
+    if name not in PACKAGED_MODELS:
+        return None
+    from laser_jax import gguf
+
+    return getattr(gguf, PACKAGED_MODELS[name])()
 
 
 def load_model(source, *, revision: Optional[str] = None, dtype=jnp.float32, tokenizer: bool = True) -> Model:
-    """Load a model from a hub id, a local directory or a ``.gguf`` file.
+    """Load a model from a hub id, a local directory, a ``.gguf`` file or a packaged model's name (``smollm2``).
 
     ``revision`` selects a hub branch, tag or commit (e.g. Pythia's ``step3000``).
     ``dtype`` is the parameter dtype (float32, bfloat16 or float16).
@@ -31,7 +43,7 @@ def load_model(source, *, revision: Optional[str] = None, dtype=jnp.float32, tok
     exactly, dense or factored.
     """
     source = str(source)
-    path = Path(source).expanduser()
+    path = packaged_path(source) or Path(source).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         from laser_jax.gguf import read_gguf
 

@@ -67,8 +67,9 @@ def rank_key(row: Mapping) -> tuple:
 
 
 def select_best(rows: Sequence[Mapping], split: str = "val") -> Optional[tuple]:
-    """The variant ranked first on ``split`` by :func:`rank_key` (then by results order)."""
-    candidates = [(key, row) for key, row in split_rows(rows, split).items() if key[0] != BASE_TAU]
+    """The variant ranked first on ``split`` by :func:`rank_key` (then by results order); variants stopped by racing
+    (``raced``) do not compete."""
+    candidates = [(key, row) for key, row in split_rows(rows, split).items() if key[0] != BASE_TAU and not row.get("raced")]
     if not candidates:
         return None
     return min(candidates, key=lambda item: rank_key(item[1]))[0]
@@ -216,19 +217,23 @@ def write_report(directory, out: Optional[Path] = None) -> list[Path]:
     run, rows = load_results(directory)
     if not rows:
         raise DataError(f"{directory}/results.csv holds no rows yet")
-    out = Path(out) if out is not None else directory
+    out = Path(out) if out is not None else (directory.parent if directory.is_file() else directory)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    if any(variant_key(row)[0] != BASE_TAU for row in rows):
+    # A selection run tested only a few variants: its figures use the validation rows, where every variant is, and
+    # leave out the partial counts of variants stopped by racing.
+    figure_rows = ([row for row in rows if row["split"] == "val" and not row.get("raced")]
+                   if run.get("args", {}).get("mode") == "selection" else rows)
+    if any(variant_key(row)[0] != BASE_TAU for row in figure_rows):
         for metric in ("accuracy", "loss"):
-            if all(row.get(metric) is None for row in rows):
+            if all(row.get(metric) is None for row in figure_rows):
                 continue
-            fig = heatmap_figure(rows, metric)
+            fig = heatmap_figure(figure_rows, metric)
             path = out / f"heatmap_{metric}.png"
             fig.savefig(path, dpi=120, bbox_inches="tight")
             plt.close(fig)
             written.append(path)
-    fig = probe_figure(rows)
+    fig = probe_figure(figure_rows)
     if fig is not None:
         path = out / "generic_tokens.png"
         fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -236,6 +241,11 @@ def write_report(directory, out: Optional[Path] = None) -> list[Path]:
         written.append(path)
     args = run.get("args", {})
     header = f"# LASER sweep: {args.get('task', '?')} on {args.get('model', '?')}\n\n"
+    if args.get("mode") == "selection":
+        raced = sum(1 for row in rows if row.get("raced"))
+        header += ("Selection run: every variant was scored on validation, the test part only for the base and the "
+                   "selected variants, so the heatmaps show validation numbers"
+                   + (f"; racing stopped {raced} variants early (blank cells)" if raced else "") + ".\n\n")
     done = len({variant_key(row) for row in rows})
     header += f"{done} variants (base included) in results.csv.\n\n"
     figures = "".join(f"![{p.stem}]({p.name})\n\n" for p in written)

@@ -18,6 +18,7 @@ directory, it refuses with a one-line :class:`RunMismatchError`.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -164,12 +165,15 @@ def resume_skip(done: set, grid) -> set[str]:
     return skip
 
 
-def sweep_rows(row, splits: Mapping[str, np.ndarray], k: Optional[int]) -> list[dict]:
-    """CSV rows of one :class:`~laser_jax.sweep.SweepRow`, one per split.
+def sweep_rows(row, splits: Mapping[str, np.ndarray], k: Optional[int], extra: Optional[Mapping] = None) -> list[dict]:
+    """CSV rows of one :class:`~laser_jax.sweep.SweepRow`, one per split (``splits`` index ``row.scores``).
 
     ``accuracy`` is the engine's (choice accuracy for choice tasks, else top-1 of
     the answer's first token); ``loss`` the mean answer NLL per token;
-    ``p_generic`` the mean summed probability of the probe tokens, when any.
+    ``p_generic`` the mean summed probability of the probe tokens, when any;
+    ``auc`` the ROC AUC of two-way choice tasks (see
+    :meth:`~laser_jax.sweep.ExampleScores.choice_auc`). ``extra`` columns are
+    added to every row as they are.
     """
     step = row.intervention
     out = []
@@ -183,19 +187,26 @@ def sweep_rows(row, splits: Mapping[str, np.ndarray], k: Optional[int]) -> list[
         probes = scores.probe_logprobs
         if probes.size and not np.isnan(probes).all():
             record["p_generic"] = float(np.mean(np.nansum(np.exp(probes), axis=1)))
-        out.append(record)
+        if not math.isnan(metrics["choice_auc"]):
+            record["auc"] = metrics["choice_auc"]
+        out.append({**record, **dict(extra or {})})
     return out
 
 
-def example_columns(row, splits: Mapping[str, np.ndarray]) -> dict[str, list]:
-    """Per-example score columns of one sweep row, in example order, with each example's split."""
+def example_columns(row, splits: Mapping[str, np.ndarray], index: Optional[Sequence[int]] = None) -> dict[str, list]:
+    """Per-example score columns of one sweep row, with each example's split.
+
+    ``splits`` index ``row.scores``; ``index`` gives each scored example's
+    position in the whole data set (default: its position in ``row.scores``).
+    """
     scores = row.scores
     n = len(scores)
     split_of = np.empty(n, dtype=object)
     for split, indices in splits.items():
         split_of[indices] = split
     correct = np.where(scores.has_choices, scores.choice_correct, scores.top1)
-    columns = {"index": list(range(n)), "split": list(split_of), "correct": correct.astype(int).tolist(),
+    columns = {"index": list(range(n)) if index is None else [int(i) for i in index], "split": list(split_of),
+               "correct": correct.astype(int).tolist(),
                "top1": scores.top1.astype(int).tolist(), "topk": scores.topk.astype(int).tolist(),
                "answer_nll": scores.answer_nll.tolist(), "answer_first_logprob": scores.answer_first_logprob.tolist()}
     for j in range(scores.probe_logprobs.shape[1]):
@@ -252,6 +263,9 @@ class ResultsStore:
                 previous = json.loads(run_file.read_text())["args"]
             except (OSError, ValueError, KeyError, TypeError) as error:
                 raise RunMismatchError(f"{run_file} is unreadable ({type(error).__name__}); use a fresh --out directory") from error
+            if previous.get("mode", "exhaustive") != self.args.get("mode", "exhaustive"):
+                raise RunMismatchError(f"output directory {self.directory} holds a {previous.get('mode', 'exhaustive')} run, "
+                                       f"not a {self.args.get('mode', 'exhaustive')} one; use another --out")
             if previous != self.args:
                 diff = sorted(k for k in set(previous) | set(self.args) if previous.get(k) != self.args.get(k))
                 name = diff[0]
@@ -311,11 +325,18 @@ class ResultsStore:
         """Keys (:func:`variant_key`) of the variants already recorded."""
         return {variant_key(row) for row in self._rows}
 
+    def done_in(self, split: str) -> set[tuple]:
+        """Keys of the variants that have a row for ``split``."""
+        return {variant_key(row) for row in self._rows if row["split"] == split}
+
     def record(self, rows: Iterable[Mapping], scores: Optional[Mapping[str, Sequence]] = None) -> None:
         """Store one variant: its per-example ``scores`` (columns), then its rows.
 
-        All rows must belong to the same variant. The results file is rewritten
-        atomically with every row so far, sorted.
+        All rows must belong to the same variant. They replace that variant's
+        rows of the same splits (a selection run adds a variant's test row after
+        its validation row); its scores file keeps the examples of other
+        splits. The results file is rewritten atomically with every row so
+        far, sorted.
         """
         self.start()
         rows = [dict(row) for row in rows]
@@ -323,6 +344,7 @@ class ResultsStore:
         if len(keys) != 1:
             raise ValueError(f"record() takes the rows of one variant, got {sorted(map(str, keys))}")
         (key,) = keys
+        splits = {row["split"] for row in rows}
         for row in rows:
             missing = [c for c in REQUIRED_COLUMNS if c not in row]
             if missing:
@@ -336,17 +358,98 @@ class ResultsStore:
             if len(length) > 1:
                 raise ValueError(f"score columns have different lengths {sorted(length)}")
             table = [dict(zip(names, values)) for values in zip(*(scores[n] for n in names))]
-            write_text_atomic(self.scores_path(key), to_csv(table, names))
-        self._rows = [row for row in self._rows if variant_key(row) != key] + rows
+            path = self.scores_path(key)
+            if path.exists() and "split" in names:
+                kept = [r for r in read_csv(path) if r.get("split") not in splits]
+                table = sorted(kept + table, key=lambda r: r.get("index", 0))
+                names += [c for c in (kept[0] if kept else {}) if c not in names]
+            write_text_atomic(path, to_csv(table, names))
+        self._rows = [row for row in self._rows if (variant_key(row), row["split"]) not in {(key, s) for s in splits}] + rows
         write_text_atomic(self.directory / RESULTS_FILE, to_csv(self.rows, self.columns))
 
     def scores_path(self, key: tuple) -> Path:
         return self.directory / SCORES_DIR / f"{variant_name(key)}.csv"
 
 
+# ----------------------------------------------------------------------------- a run directory as a protocol recorder
+
+LOOKS_DIR = "race"
+TIMING_FILE = "timing.json"
+
+
+class StoreRecorder:
+    """A :class:`laser_jax.protocol.Recorder` over a :class:`ResultsStore`.
+
+    ``rank_of(intervention)`` gives the k written in the ``k`` column. Racing's
+    looks are kept as ``race/look<j>.npz`` (every score array of every variant
+    scored in that look), written atomically.
+    """
+
+    def __init__(self, store: ResultsStore, rank_of):
+        self.store, self.rank_of = store, rank_of
+
+    def done(self, split: str) -> dict[str, dict]:
+        return {intervention_key(variant_key(row)): {"accuracy": _number(row.get("accuracy")),
+                                                     "answer_nll": _number(row.get("loss")),
+                                                     "n": row["n"], "raced": bool(row.get("raced"))}
+                for row in self.store.rows if row["split"] == split}
+
+    def record(self, split: str, row, index, raced: bool = False) -> None:
+        k = None if row.intervention is None else self.rank_of(row.intervention)
+        everything = {split: np.arange(len(row.scores))}
+        self.store.record(sweep_rows(row, everything, k, {"raced": 1} if raced else None),
+                          scores=example_columns(row, everything, index))
+
+    def look_path(self, look: int) -> Path:
+        return self.store.directory / LOOKS_DIR / f"look{look}.npz"
+
+    def load_look(self, look: int):
+        from laser_jax.sweep import ExampleScores
+
+        path = self.look_path(look)
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            keys = json.loads(str(data["keys"]))
+            fields = [f.name for f in dataclasses.fields(ExampleScores)]
+            return {key: ExampleScores(**{f: data[f"{i}.{f}"] for f in fields}) for i, key in enumerate(keys)}
+
+    def save_look(self, look: int, scores) -> None:
+        path = self.look_path(look)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"keys": np.array(json.dumps(list(scores)))}
+        for i, value in enumerate(scores.values()):
+            arrays.update({f"{i}.{f.name}": getattr(value, f.name) for f in dataclasses.fields(value)})
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+
+    def add_seconds(self, seconds: Mapping[str, Mapping[str, float]]) -> dict:
+        """Add this session's wall/CPU seconds per phase to ``timing.json`` (summed over resumed sessions)."""
+        path = self.store.directory / TIMING_FILE
+        total = json.loads(path.read_text()) if path.exists() else {}
+        for phase, values in seconds.items():
+            for name, value in values.items():
+                total.setdefault(phase, {}).setdefault(name, 0.0)
+                total[phase][name] = round(total[phase][name] + value, 3)
+        write_text_atomic(path, json.dumps(total, indent=2, sort_keys=True) + "\n")
+        return total
+
+
+def _number(value) -> float:
+    return math.nan if value is None else float(value)
+
+
 def load_results(directory) -> tuple[dict, list[dict]]:
-    """``(run.json contents, results rows)`` of a finished or partial run directory."""
+    """``(run.json contents, results rows)`` of a finished or partial run directory, or of a results CSV file
+    (e.g. the union of several runs' rows; its run record is then empty)."""
     directory = Path(directory).expanduser()
+    if directory.is_file():
+        with open(directory, newline="") as handle:
+            header = next(csv.reader(handle), None)
+        if header is None or tuple(header[: len(REQUIRED_COLUMNS)]) != REQUIRED_COLUMNS:
+            raise DataError(f"{directory} is not a laser-jax results file (header {header})")
+        return {}, sorted(read_csv(directory), key=sort_key)
     results = directory / RESULTS_FILE
     if not results.exists():
         raise DataError(f"{directory} holds no {RESULTS_FILE}; run `laser-jax sweep --out {directory}` first")
@@ -362,6 +465,6 @@ def load_scores(directory, key: tuple) -> list[dict]:
 
 
 __all__ = [
-    "ResultsStore", "RunMismatchError", "load_results", "load_scores", "variant_key", "variant_name", "sort_key",
+    "ResultsStore", "StoreRecorder", "RunMismatchError", "LOOKS_DIR", "TIMING_FILE", "load_results", "load_scores", "variant_key", "variant_name", "sort_key",
     "write_text_atomic", "environment", "split_indices", "resume_skip", "sweep_rows", "example_columns", "intervention_key", "REQUIRED_COLUMNS", "BASE_TAU", "RESULTS_FILE", "RUN_FILE", "SCORES_DIR",
 ]

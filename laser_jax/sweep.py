@@ -88,6 +88,7 @@ class ExampleScores:
       (False where there are no candidates; see ``has_choices``).
     - ``probe_logprobs`` [N, P]: log-prob of each probe token at the last prompt
       position (NaN padding).
+    - ``label``: the gold candidate's index (-1 where there are no candidates).
     """
 
     top1: np.ndarray
@@ -98,6 +99,7 @@ class ExampleScores:
     choice_correct: np.ndarray
     has_choices: np.ndarray
     probe_logprobs: np.ndarray
+    label: np.ndarray
 
     def __len__(self) -> int:
         return len(self.top1)
@@ -110,7 +112,10 @@ class ExampleScores:
         """Aggregates: accuracies, mean answer NLL, mean log-probs.
 
         ``accuracy`` is ``choice_accuracy`` when every example has candidates,
-        else ``top1_accuracy``; selection ranks variants by it.
+        else ``top1_accuracy``; selection ranks variants by it. ``choice_auc``
+        (two-way choice tasks only, else NaN): the ROC AUC of the margin
+        log p(candidate 1) − log p(candidate 0) against the gold label, a
+        measure of judgement that a constant answer cannot game.
         """
         n = len(self)
         mean = lambda values: float(np.mean(values)) if len(values) else math.nan  # noqa: E731
@@ -126,7 +131,28 @@ class ExampleScores:
             "choice_accuracy": choice_accuracy,
             "answer_first_logprob": mean(self.answer_first_logprob),
             "probe_logprob": mean(probes),
+            "choice_auc": self.choice_auc(),
         }
+
+    def choice_auc(self) -> float:
+        """ROC AUC of log p(candidate 1) − log p(candidate 0) for label 1 vs label 0 (NaN unless every example
+        has exactly two candidates and both labels occur)."""
+        logprobs = self.choice_logprobs
+        if not len(self) or logprobs.shape[1] != 2 or np.isnan(logprobs).any() or not self.has_choices.all():
+            return math.nan
+        return roc_auc(logprobs[:, 1] - logprobs[:, 0], self.label == 1)
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """The area under the ROC curve: P(a positive scores above a negative), ties counting one half (NaN if a class is empty)."""
+    positive = np.asarray(positive, bool)
+    n_positive, n_negative = int(positive.sum()), int((~positive).sum())
+    if not n_positive or not n_negative:
+        return math.nan
+    _, inverse, counts = np.unique(np.asarray(scores, np.float64), return_inverse=True, return_counts=True)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based mean rank of each distinct value
+    rank_sum = average_rank[inverse][positive].sum()
+    return float((rank_sum - n_positive * (n_positive + 1) / 2.0) / (n_positive * n_negative))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -582,6 +608,7 @@ class SequenceReadouts:
             choice_correct=has_choices & (best == plan.labels),
             has_choices=has_choices,
             probe_logprobs=pick(plan.probe_slot).astype(np.float64),
+            label=plan.labels.copy(),
         )
 
 
@@ -827,7 +854,7 @@ def evaluate(model, examples: Sequence[Example], **kwargs) -> SweepRow:
 
 
 __all__ = [
-    "BASE_KEY", "ExampleScores", "SweepRow", "SweepResult", "ScoredSequence", "SequencePlan", "plan_sequences",
+    "BASE_KEY", "ExampleScores", "roc_auc", "SweepRow", "SweepResult", "ScoredSequence", "SequencePlan", "plan_sequences",
     "Batch", "make_batches", "length_bucket", "rows_per_batch", "Readout", "read_logits", "base_pass", "last_block",
     "head_readout", "variant_readouts", "Placement",
     "default_mesh", "group_variants", "sweep", "evaluate",

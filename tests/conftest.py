@@ -15,3 +15,14 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present (real data lives in ../shared/data; set LASER_JAX_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory):
+    """A tiny random GPT-2 (``tests/models/hf_tiny.py``) loaded without a tokenizer."""
+    from laser_jax import load_model
+    from tests.models.hf_tiny import save_tiny_family
+
+    directory = tmp_path_factory.mktemp("gpt2")
+    save_tiny_family("gpt2", directory)
+    return load_model(directory, tokenizer=False)

@@ -17,7 +17,7 @@ import pytest
 
 from laser_jax import laser, load_model
 from laser_jax.checkpoint import MANIFEST, edit_factors, read_manifest, with_factors
-from laser_jax.cli import ROW_DELAY_ENV, main
+from laser_jax.cli import main
 from laser_jax.laser import Intervention
 from laser_jax.results import RESULTS_FILE, ResultsStore, read_csv
 from tests.test_checkpoint import assert_same_params, save_tiny_gpt2
@@ -34,7 +34,9 @@ FACTS = [  # invented facts
     ("Nessa Brool drinks her tea with", "lemon", "Nessa Brool takes tea with"),
     ("The clock tower of Orrin chimes at", "noon", "Orrin's clock tower rings at"),
 ]
-GRID = ["--layers", "0-1", "--taus", "fc_in", "--rhos", "0.5,0.2,0.1"]  # 6 variants + base
+# 36 variants + base: enough rows that a kill after the third lands mid-run (each row is two fsynced writes)
+GRID = ["--layers", "0-2", "--taus", "fc_in,fc_out", "--rhos", "0.5,0.3,0.2,0.1,0.05,0.02"]
+N_VARIANTS = 3 * 2 * 6 + 1
 
 
 @pytest.fixture(scope="module")
@@ -59,29 +61,31 @@ def variant_count(out: Path) -> int:
         return 0
 
 
+def run_and_kill(argv, out: Path, after: int = 3) -> int:
+    """Start the CLI with ``argv`` in a subprocess, SIGKILL it once ``out`` holds ``after`` variants, and return how
+    many it held then (a real kill of a real run: no hook in the CLI)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen([sys.executable, "-m", "laser_jax.cli", *argv], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while variant_count(out) < after and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
+    return variant_count(out)
+
+
 def test_sweep_killed_then_resumed_equals_uninterrupted(setup, monkeypatch, capsys):
     """SIGKILL a real sweep after some rows, resume it, and compare with an uninterrupted run, byte for byte."""
     full, killed = setup / "full", setup / "killed"
-    env = {**os.environ, ROW_DELAY_ENV: "0.4", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    process = subprocess.Popen([sys.executable, "-m", "laser_jax.cli", *sweep_argv(setup, killed)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     at_kill = []
-
-    def kill_after_three_variants():
-        deadline = time.monotonic() + 240
-        while variant_count(killed) < 3 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        at_kill.append(variant_count(killed))
-
-    killer = threading.Thread(target=kill_after_three_variants)
+    killer = threading.Thread(target=lambda: at_kill.append(run_and_kill(sweep_argv(setup, killed), killed)))
     killer.start()
     assert main(sweep_argv(setup, full)) == 0  # meanwhile, the uninterrupted run
     killer.join()
-    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
     done_at_kill = at_kill[0]
-    assert 3 <= done_at_kill < 7
+    assert 3 <= done_at_kill < N_VARIANTS
 
     import laser_jax.sweep
 
@@ -95,7 +99,7 @@ def test_sweep_killed_then_resumed_equals_uninterrupted(setup, monkeypatch, caps
     capsys.readouterr()
     assert main(sweep_argv(setup, killed, quiet=False)) == 0
     err = capsys.readouterr().err
-    assert f"{done_at_kill} of 7 variants already done" in err
+    assert f"{done_at_kill} of {N_VARIANTS} variants already done" in err
     assert "LASER sweep" in err and "variant" in err and "<" in err  # tqdm: rate and ETA
     # Only missing variants are computed: the base and every complete (layer, tau) group are skipped.
     assert "base" in skipped[0] and len(skipped[0]) >= done_at_kill - 2
@@ -104,20 +108,20 @@ def test_sweep_killed_then_resumed_equals_uninterrupted(setup, monkeypatch, caps
     assert not list(killed.rglob(".*.tmp-*"))  # a write cut by the kill is cleaned up, never read
     comparison = filecmp.dircmp(full / "scores", killed / "scores")
     assert not comparison.diff_files and not comparison.left_only and not comparison.right_only
-    assert len(comparison.same_files) == 7
+    assert len(comparison.same_files) == N_VARIANTS
 
     rows = read_csv(full / RESULTS_FILE)
-    assert len(rows) == 7 * 2 and {r["split"] for r in rows} == {"val", "test"}
+    assert len(rows) == N_VARIANTS * 2 and {r["split"] for r in rows} == {"val", "test"}
     base = [r for r in rows if r["tau"] == "none"]
     assert [(r["split"], r["n"]) for r in base] == [("val", 3), ("test", 13)]  # 8 cases x 2 prompts, first 20% val
     assert {"layer", "tau", "rho", "k", "split", "n", "accuracy", "loss", "p_generic"} <= set(rows[0])
-    assert [r["k"] for r in rows if r["layer"] == 0 and r["split"] == "val"] == [16, 6, 3]  # of a 32 x 128 fc_in
+    assert [r["k"] for r in rows if r["layer"] == 0 and r["tau"] == "fc_in" and r["split"] == "val"] == [16, 9, 6, 3, 1, 0]  # 32 x 128
     run = json.loads((full / "run.json").read_text())
-    assert run["args"]["rhos"] == [0.5, 0.2, 0.1] and run["versions"]["jax"] and run["device"]
+    assert run["args"]["rhos"] == [0.5, 0.3, 0.2, 0.1, 0.05, 0.02] and run["versions"]["jax"] and run["device"]
 
     skipped.clear()
     assert main(sweep_argv(setup, killed)) == 0  # a finished run started again computes nothing
-    assert len(skipped[0]) == 7
+    assert len(skipped[0]) == N_VARIANTS
     assert (killed / RESULTS_FILE).read_bytes() == (full / RESULTS_FILE).read_bytes()
 
     assert main(["report", str(full)]) == 0

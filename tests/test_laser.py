@@ -8,19 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from laser_jax import load_model
 from laser_jax.errors import InterventionError
 from laser_jax.laser import (FactorCache, Intervention, apply, exact_svd, factors_for, randomized_svd, rank_for,
                              reconstruct, svd_float64, truncate)
 from laser_jax.models.base import LowRank, layer_params, linear
-from tests.models.hf_tiny import save_tiny_family
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("gpt2")
-    save_tiny_family("gpt2", directory)
-    return load_model(directory, tokenizer=False)
+def model(tiny_gpt2):
+    return tiny_gpt2
 
 
 def blocks(model):

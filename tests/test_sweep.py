@@ -251,7 +251,8 @@ def fake_scores(correct, nll) -> ExampleScores:
     empty = np.full((n, 0), np.nan)
     return ExampleScores(top1=np.array(correct, bool), topk=np.array(correct, bool), answer_nll=np.array(nll, float),
                          answer_first_logprob=-np.array(nll, float), choice_logprobs=empty,
-                         choice_correct=np.zeros(n, bool), has_choices=np.zeros(n, bool), probe_logprobs=empty)
+                         choice_correct=np.zeros(n, bool), has_choices=np.zeros(n, bool), probe_logprobs=empty,
+                         label=np.full(n, -1))
 
 
 def test_validation_is_the_first_fifth_in_order():

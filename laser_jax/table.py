@@ -1,0 +1,120 @@
+"""The paper's Table 1 from selection runs: one row per task, base → LASER on the test part (``laser-jax table``).
+
+Each task's run directory (made by :func:`laser_jax.protocol.run_selection`
+through the CLI) holds the base and the selected variants' rows; this module
+only reads them and writes ``table.md``, ``table.csv`` and ``table.png`` (base
+vs LASER test accuracy per task). The chosen variant is the one with the best
+validation accuracy, ties to the lower validation loss, as
+:mod:`laser_jax.selection`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+from laser_jax.errors import DataError
+from laser_jax.report import select_best, split_rows
+from laser_jax.results import BASE_TAU, RUN_FILE, TIMING_FILE, load_results, to_csv, write_text_atomic
+
+COLUMNS = ("task", "n_val", "n_test", "limit", "base_accuracy", "laser_accuracy", "base_loss", "laser_loss", "base_auc",
+           "laser_auc", "layer", "tau", "rho", "k", "raced", "cpu_s", "wall_s")
+
+
+def table_row(directory) -> dict:
+    """The table row of one task's selection run directory."""
+    directory = Path(directory)
+    run, rows = load_results(directory)
+    args = run.get("args", {})
+    val, test = split_rows(rows, "val"), split_rows(rows, "test")
+    base_key = (BASE_TAU, None, None)
+    if base_key not in val or base_key not in test:
+        raise DataError(f"{directory}: the base model has no validation and test rows yet; run the table command again to finish it")
+    best = select_best(rows, "val")
+    if best is None or best not in test:
+        raise DataError(f"{directory}: the selected variant has no test row yet; run the table command again to finish it")
+    timing_file = directory / TIMING_FILE
+    timing = json.loads(timing_file.read_text()) if timing_file.exists() else {}
+    seconds = {name: sum(phase.get(name, 0.0) for phase in timing.values()) for name in ("cpu_s", "wall_s")}
+    base, laser = test[base_key], test[best]
+    return {"task": args.get("task", directory.name), "n_val": val[base_key]["n"], "n_test": base["n"],
+            "limit": args.get("limit"), "base_accuracy": base["accuracy"], "laser_accuracy": laser["accuracy"],
+            "base_loss": base["loss"], "laser_loss": laser["loss"], "base_auc": base.get("auc"), "laser_auc": laser.get("auc"),
+            "tau": best[0], "layer": best[1], "rho": best[2], "k": laser.get("k"),
+            "raced": sum(1 for row in val.values() if row.get("raced")), "cpu_s": seconds["cpu_s"] or None,
+            "wall_s": seconds["wall_s"] or None}
+
+
+def _percent(value) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
+
+
+def _loss(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.2f} h"
+
+
+def markdown(rows: Sequence[dict], model: str) -> str:
+    """Table 1 in markdown: base → LASER test accuracy % (answer loss), the chosen (ℓ, τ, ρ), counts and time."""
+    lines = [f"# LASER, Table 1 form: {model}", "",
+             "Test accuracy % (answer loss) of the base model and of the variant selected on validation (the first 20% "
+             "of the items: highest validation accuracy, ties to the lower validation loss). AUC: ROC AUC of the "
+             "log-prob margin between the two answers, for two-way choice tasks.", "",
+             "| task | base acc % (loss) | LASER acc % (loss) | chosen ℓ, τ, ρ (k) | AUC base → LASER | val / test items | "
+             "record cap | CPU time | wall time |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        auc = "–" if row["base_auc"] is None else f"{row['base_auc']:.3f} → {row['laser_auc']:.3f}"
+        lines.append(
+            f"| {row['task']} | {_percent(row['base_accuracy'])} ({_loss(row['base_loss'])}) | "
+            f"{_percent(row['laser_accuracy'])} ({_loss(row['laser_loss'])}) | "
+            f"{row['layer']}, {row['tau']}, {row['rho']:g} ({row['k']}) | {auc} | {row['n_val']} / {row['n_test']} | "
+            f"{row['limit'] if row['limit'] is not None else 'none'} | {_duration(row['cpu_s'])} | {_duration(row['wall_s'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(rows: Sequence[dict], model: str):
+    """Grouped bars: base vs LASER test accuracy per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(rows), 3.6))
+    ax.bar(x - 0.2, [100 * r["base_accuracy"] for r in rows], 0.4, label="base", color="#999999")
+    ax.bar(x + 0.2, [100 * r["laser_accuracy"] for r in rows], 0.4, label="LASER", color="#2166ac")
+    ax.set_xticks(x, [r["task"] for r in rows], rotation=30, ha="right")
+    ax.set_ylabel("test accuracy %")
+    ax.set_title(f"base vs LASER: {model}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def write_table(directory, tasks: Sequence[str], model: Optional[str] = None) -> list[Path]:
+    """Write ``table.md``, ``table.csv`` and ``table.png`` for the runs ``directory/<task>``; return their paths."""
+    import matplotlib.pyplot as plt
+
+    directory = Path(directory)
+    rows = [table_row(directory / task) for task in tasks]
+    if model is None:
+        model = json.loads((directory / tasks[0] / RUN_FILE).read_text())["args"]["model"]
+    paths = [directory / name for name in ("table.md", "table.csv", "table.png")]
+    write_text_atomic(paths[0], markdown(rows, model))
+    write_text_atomic(paths[1], to_csv(rows, COLUMNS))
+    fig = figure(rows, model)
+    fig.savefig(paths[2], dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+__all__ = ["COLUMNS", "table_row", "markdown", "figure", "write_table"]

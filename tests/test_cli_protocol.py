@@ -1,0 +1,156 @@
+"""The protocol's commands end to end on a tiny GPT-2: ``sweep --mode selection`` (killed and resumed), racing,
+``table``, ``compose`` and ``apply --edits``, and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from laser_jax import laser, load_model
+from laser_jax.cli import main
+from laser_jax.results import RESULTS_FILE, read_csv
+from tests.test_cli import FACTS, _assert_one_line_error, run_and_kill, setup  # noqa: F401  (setup is a fixture)
+
+GRID = ["--layers", "0-2", "--taus", "fc_in,fc_out", "--rhos", "0.5,0.3,0.2,0.1,0.05,0.02"]
+CLAIMS = [("Velmor Hut keeps its spoons in jars.", "SUPPORTS"), ("Brimble Quax likes mauve.", "REFUTES"),
+          ("Oskel Dunne hums the kazoo.", "SUPPORTS"), ("Plinth Ferry sails on Tuesdays.", "REFUTES"),
+          ("The cat of Marrow Lane is called Pebble.", "SUPPORTS"), ("Tobin Wex paints his door green.", "REFUTES"),
+          ("The bakery in Sallow Cove sells buns.", "SUPPORTS"), ("Nessa Brool drinks her tea with lemon.", "REFUTES"),
+          ("The clock tower of Orrin chimes at noon.", "SUPPORTS"), ("Quill Harbour's lighthouse is striped.", "REFUTES")]
+
+
+def selection_argv(setup, out, *extra):
+    return ["sweep", "--model", str(setup / "model"), "--task", "counterfact", "--data", str(setup / "counterfact.json"),
+            "--mode", "selection", *GRID, "--out", str(out), "--quiet", *extra]
+
+
+@pytest.fixture(scope="module")
+def data_root(setup):
+    """A data root in the shared layout: CounterFact's validation file and FEVER's paper_dev (invented claims)."""
+    root = setup / "data"
+    (root / "counterfact").mkdir(parents=True)
+    (root / "counterfact" / "counterfact-val.json").write_text((setup / "counterfact.json").read_text())
+    (root / "fever").mkdir()
+    lines = [json.dumps({"id": i, "label": label, "claim": claim, "evidence": []}) for i, (claim, label) in enumerate(CLAIMS * 2)]
+    (root / "fever" / "paper_dev.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_selection_run_killed_and_resumed_equals_uninterrupted(setup, tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    at_kill = []
+    killer = threading.Thread(target=lambda: at_kill.append(run_and_kill(selection_argv(setup, killed), killed)))
+    killer.start()
+    assert main(selection_argv(setup, full)) == 0
+    killer.join()
+    assert 3 <= at_kill[0] < 37
+    assert main(selection_argv(setup, killed)) == 0
+    assert (killed / RESULTS_FILE).read_bytes() == (full / RESULTS_FILE).read_bytes()
+
+    rows = read_csv(full / RESULTS_FILE)
+    validation = [r for r in rows if r["split"] == "val"]
+    test = [r for r in rows if r["split"] == "test"]
+    assert len(validation) == 37 and {r["n"] for r in validation} == {4}  # 10 cases x 2 prompts: the first 4 items
+    tested = {(r["tau"], r["layer"], r["rho"]) for r in test}
+    assert ("none", None, None) in tested and {t for t, _, _ in tested} == {"none", "fc_in", "fc_out"}
+    assert {r["n"] for r in test} == {16}
+    assert json.loads((full / "timing.json").read_text())["val"]["cpu_s"] > 0
+
+    assert main(["report", str(full)]) == 0
+    report = (full / "report.md").read_text()
+    assert "Selection run" in report and "| base |" in report and (full / "heatmap_accuracy.png").stat().st_size
+
+
+def test_a_directory_of_another_mode_is_refused(setup, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(selection_argv(setup, out, "--layers", "2", "--rhos", "0.1")) == 0
+    capsys.readouterr()
+    argv = [a for a in selection_argv(setup, out, "--layers", "2", "--rhos", "0.1") if a != "selection"]
+    argv[argv.index("--mode") + 1:argv.index("--mode") + 1] = ["exhaustive"]
+    _assert_one_line_error(capsys, main(argv), "holds a selection run, not a exhaustive one")
+    _assert_one_line_error(capsys, main(selection_argv(setup, out, "--layers", "1", "--rhos", "0.1")), "holds a different run")
+
+
+def test_racing_run_marks_stopped_variants_and_never_selects_them(setup, tmp_path):
+    out = tmp_path / "race"
+    assert main(selection_argv(setup, out, "--racing")) == 0
+    rows = read_csv(out / RESULTS_FILE)
+    run = json.loads((out / "run.json").read_text())
+    assert run["args"]["racing"] == {"delta": 0.05, "first": 64, "growth": 2.0, "seed": 0}
+    assert (out / "race" / "look0.npz").exists()
+    for row in rows:
+        if row.get("raced"):
+            assert row["split"] == "val" and row["n"] < 4
+    assert not any(r.get("raced") for r in rows if r["split"] == "test")
+
+
+def test_table_runs_each_task_and_writes_table_1(setup, data_root, tmp_path, capsys):
+    argv = ["table", "--model", str(setup / "model"), "--tasks", "counterfact,fever", "--data-root", str(data_root),
+            "--layers", "1-2", "--rhos", "0.5,0.1", "--out", str(tmp_path / "t"), "--quiet"]
+    assert main(argv) == 0
+    table = read_csv(tmp_path / "t" / "table.csv")
+    assert [r["task"] for r in table] == ["counterfact", "fever"]
+    fever = table[1]
+    assert fever["n_val"] == 4 and fever["n_test"] == 16 and fever["tau"] in ("fc_in", "fc_out")  # MLP taus by default
+    assert 0.0 <= fever["base_auc"] <= 1.0 and table[0]["base_auc"] is None  # AUC for the two-way choice task only
+    fever_rows = read_csv(tmp_path / "t" / "fever" / RESULTS_FILE)
+    base_test = next(r for r in fever_rows if r["tau"] == "none" and r["split"] == "test")
+    assert fever["base_accuracy"] == base_test["accuracy"] and fever["base_auc"] == base_test["auc"]
+    markdown = (tmp_path / "t" / "table.md").read_text()
+    assert "| fever |" in markdown and "record cap" in markdown and (tmp_path / "t" / "table.png").stat().st_size
+    before = (tmp_path / "t" / "fever" / RESULTS_FILE).read_bytes()
+    assert main(argv) == 0  # finished: resumes to nothing and rewrites the same table
+    assert (tmp_path / "t" / "fever" / RESULTS_FILE).read_bytes() == before
+    assert read_csv(tmp_path / "t" / "table.csv")[1]["laser_accuracy"] == fever["laser_accuracy"]
+
+
+@pytest.mark.parametrize("tasks,root,expected", [
+    ("counterfact,nope", True, "unknown task 'nope'"),
+    ("counterfact", False, "needs its data: give --data-root"),
+    ("hotpotqa", True, "does not exist"),
+])
+def test_table_errors_are_one_line(setup, data_root, tmp_path, capsys, tasks, root, expected, monkeypatch):
+    monkeypatch.delenv("LASER_JAX_DATA", raising=False)
+    argv = ["table", "--model", str(setup / "model"), "--tasks", tasks, "--out", str(tmp_path / "t")]
+    _assert_one_line_error(capsys, main(argv + (["--data-root", str(data_root)] if root else [])), expected)
+    assert not (tmp_path / "t").exists()
+
+
+def test_compose_then_apply_its_edits(setup, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(selection_argv(setup, run, "--layers", "1-2", "--rhos", "0.5,0.05")) == 0
+    capsys.readouterr()
+    assert main(["compose", str(run), "--quiet"]) == 0
+    record = json.loads((run / "compose.json").read_text())
+    assert record["trials"] and {t["edit"].split(":")[0] for t in record["trials"]} == {"fc_in", "fc_out"}
+    assert [t["edit"] for t in record["trials"]][0].split(":")[1] == "2"  # the largest layer first
+    assert set(record["validation"]) == {"base", "composed"} and "accuracy" in record["test"]["composed"]
+    kept = [t["edit"] for t in record["trials"] if t["kept"]]
+    assert record["edits"] == kept
+    if not kept:
+        return
+    out = tmp_path / "ckpt"
+    assert main(["apply", "--model", str(setup / "model"), "--edits", str(run / "compose.json"), "--out", str(out)]) == 0
+    steps = [laser.Intervention(int(layer), tau, float(rho)) for tau, layer, rho in (e.split(":") for e in kept)]
+    expected = laser.apply(load_model(setup / "model"), steps)
+    restored = load_model(out)
+    for tau in ("fc_in", "fc_out"):
+        assert (restored.params["blocks"][tau] == expected.params["blocks"][tau]).all()
+
+
+def test_compose_and_apply_errors_are_one_line(setup, tmp_path, capsys):
+    whole = tmp_path / "whole"
+    argv = ["sweep", "--model", str(setup / "model"), "--task", "counterfact", "--data", str(setup / "counterfact.json"),
+            "--split", "all", "--layers", "2", "--taus", "fc_in", "--rhos", "0.1", "--out", str(whole), "--quiet"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    _assert_one_line_error(capsys, main(["compose", str(whole)]), "has no validation rows")
+    for edits, expected in ((["fc_in:99:0.1"], "out of range"), (["fc_up:1:0.1"], "fc_up"), ("x", "not a laser-jax composition file")):
+        path = tmp_path / "compose.json"
+        path.write_text(json.dumps({"edits": edits}) if isinstance(edits, list) else edits)
+        code = main(["apply", "--model", str(setup / "model"), "--edits", str(path), "--out", str(tmp_path / "o")])
+        _assert_one_line_error(capsys, code, expected)
+    _assert_one_line_error(capsys, main(["apply", "--model", str(setup / "model"), "--out", str(tmp_path / "o")]),
+                           "needs --edit")
