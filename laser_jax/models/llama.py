@@ -57,23 +57,31 @@ def config_fields(hf: dict, name: str) -> dict:
     base.require(hf, "mlp_bias", False, name, False)
     base.require(hf, "tie_word_embeddings", (True, False), name, False)
     theta, _ = base.rope_settings(hf, name)
-    d_model, heads = hf["hidden_size"], hf["num_attention_heads"]
+    fields = size_fields(hf, name)
+    return dict(
+        fields,
+        head_dim=hf.get("head_dim") or fields["d_model"] // fields["n_heads"],
+        rms_norm_eps=hf.get("rms_norm_eps", 1e-6),
+        rope_theta=theta,
+        activation=hf.get("hidden_act", "silu"),
+        tie_embeddings=hf.get("tie_word_embeddings", False),
+    )
+
+
+def size_fields(hf: dict, name: str) -> dict:
+    """The sizes of a decoder with grouped-query attention, under the HF names LLaMA, Qwen and Phi share."""
+    heads = hf["num_attention_heads"]
     kv_heads = hf.get("num_key_value_heads") or heads
     if heads % kv_heads:
         raise base.ConfigError(f"{name}: unsupported config num_key_value_heads={kv_heads} (must divide num_attention_heads={heads})")
     return dict(
         vocab_size=hf["vocab_size"],
         max_position_embeddings=hf.get("max_position_embeddings", 2048),
-        d_model=d_model,
+        d_model=hf["hidden_size"],
         n_layers=hf["num_hidden_layers"],
         n_heads=heads,
         n_kv_heads=kv_heads,
-        head_dim=hf.get("head_dim") or d_model // heads,
         d_mlp=hf["intermediate_size"],
-        rms_norm_eps=hf.get("rms_norm_eps", 1e-6),
-        rope_theta=theta,
-        activation=hf.get("hidden_act", "silu"),
-        tie_embeddings=hf.get("tie_word_embeddings", False),
     )
 
 
@@ -90,14 +98,8 @@ def to_hf_config(cfg: LlamaConfig) -> dict:
 def hf_config_fields(cfg: LlamaConfig) -> dict:
     """The inverse of :func:`config_fields`."""
     return {
-        "vocab_size": cfg.vocab_size,
-        "max_position_embeddings": cfg.max_position_embeddings,
-        "hidden_size": cfg.d_model,
-        "num_hidden_layers": cfg.n_layers,
-        "num_attention_heads": cfg.n_heads,
-        "num_key_value_heads": cfg.n_kv_heads,
+        **hf_size_fields(cfg),
         "head_dim": cfg.head_dim,
-        "intermediate_size": cfg.d_mlp,
         "rms_norm_eps": cfg.rms_norm_eps,
         # both spellings: transformers >= 5 reads rope_parameters, older versions rope_theta
         "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
@@ -105,6 +107,19 @@ def hf_config_fields(cfg: LlamaConfig) -> dict:
         "hidden_act": cfg.activation,
         "mlp_bias": False,
         "tie_word_embeddings": cfg.tie_embeddings,
+    }
+
+
+def hf_size_fields(cfg) -> dict:
+    """The inverse of :func:`size_fields`."""
+    return {
+        "vocab_size": cfg.vocab_size,
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "hidden_size": cfg.d_model,
+        "num_hidden_layers": cfg.n_layers,
+        "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.n_kv_heads,
+        "intermediate_size": cfg.d_mlp,
     }
 
 

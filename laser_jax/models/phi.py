@@ -57,25 +57,17 @@ def from_hf_config(hf: dict) -> PhiConfig:
     base.require(hf, "tie_word_embeddings", False, name, False)
     base.require(hf, "qk_layernorm", (True, False), name, False)
     theta, fraction = base.rope_settings(hf, name, fraction_field="partial_rotary_factor", default_fraction=0.5)
-    d_model, heads = hf["hidden_size"], hf["num_attention_heads"]
-    kv_heads = hf.get("num_key_value_heads") or heads
-    if d_model % heads or heads % kv_heads or hf.get("head_dim", d_model // heads) != d_model // heads:
-        raise base.ConfigError(f"{name}: unsupported config: hidden_size={d_model}, {heads} heads, {kv_heads} key/value heads, "
-                               f"head_dim={hf.get('head_dim')!r} (this port implements head_dim = hidden_size / heads, kv heads dividing heads)")
     cfg = PhiConfig(
-        vocab_size=hf["vocab_size"],
-        max_position_embeddings=hf.get("max_position_embeddings", 2048),
-        d_model=d_model,
-        n_layers=hf["num_hidden_layers"],
-        n_heads=heads,
-        n_kv_heads=kv_heads,
-        d_mlp=hf["intermediate_size"],
+        **llama.size_fields(hf, name),
         layer_norm_eps=hf.get("layer_norm_eps", 1e-5),
         partial_rotary_factor=fraction,
         rope_theta=theta,
         activation=hf.get("hidden_act", "gelu_new"),
         qk_layernorm=hf.get("qk_layernorm", False),
     )
+    if cfg.d_model % cfg.n_heads or hf.get("head_dim", cfg.head_dim) != cfg.head_dim:
+        raise base.ConfigError(f"{name}: unsupported config head_dim={hf.get('head_dim')!r} with hidden_size={cfg.d_model} over {cfg.n_heads} heads "
+                               "(this port implements head_dim = hidden_size / num_attention_heads)")
     if cfg.rotary_dim % 2 or cfg.rotary_dim == 0:
         raise base.ConfigError(f"{name}: unsupported config partial_rotary_factor={fraction} (gives rotary dimension {cfg.rotary_dim} of head size {cfg.head_dim}; this port needs an even, positive one)")
     return cfg
@@ -85,13 +77,7 @@ def to_hf_config(cfg: PhiConfig) -> dict:
     return {
         "model_type": "phi",
         "architectures": ["PhiForCausalLM"],
-        "vocab_size": cfg.vocab_size,
-        "max_position_embeddings": cfg.max_position_embeddings,
-        "hidden_size": cfg.d_model,
-        "num_hidden_layers": cfg.n_layers,
-        "num_attention_heads": cfg.n_heads,
-        "num_key_value_heads": cfg.n_kv_heads,
-        "intermediate_size": cfg.d_mlp,
+        **llama.hf_size_fields(cfg),
         "layer_norm_eps": cfg.layer_norm_eps,
         # both spellings: transformers >= 5 reads rope_parameters, older versions the flat fields
         "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta, "partial_rotary_factor": cfg.partial_rotary_factor},

@@ -20,8 +20,8 @@ DEFAULT_HEAD_DIM = 128  # transformers' Qwen3Config default, used when config.js
 
 
 @dataclasses.dataclass(frozen=True)
-class Qwen3Config(llama.LlamaConfig):
-    """LLaMA's fields plus ``attention_bias``; the defaults are Qwen3-8B's."""
+class Qwen3Config(qwen2.Qwen2Config):
+    """Qwen2's fields plus ``attention_bias``; the defaults are Qwen3-8B's."""
 
     vocab_size: int = 151936
     max_position_embeddings: int = 40960
@@ -31,8 +31,6 @@ class Qwen3Config(llama.LlamaConfig):
     n_kv_heads: int = 8
     head_dim: int = DEFAULT_HEAD_DIM
     d_mlp: int = 12288
-    rms_norm_eps: float = 1e-6
-    rope_theta: float = 1000000.0
     attention_bias: bool = False
     model_type: str = "qwen3"
 

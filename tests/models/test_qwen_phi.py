@@ -15,8 +15,8 @@ from laser_jax.errors import ConfigError
 from laser_jax.export import export_hf
 from laser_jax.laser import Intervention
 from laser_jax.models import get_family, phi, qwen2, qwen3
-from tests.models.hf_tiny import random_batch, save_tiny, torch_logits
-from tests.models.test_parity import (ATOL, COMMON, LLAMA, VOCAB, Tiny, max_diff_at_real_positions,  # noqa: F401
+from tests.models.hf_tiny import random_batch, torch_logits
+from tests.models.test_parity import (ATOL, LLAMA, VOCAB, Tiny, load_case, max_diff_at_real_positions,  # noqa: F401
                                       test_config_round_trip, test_logits_match_transformers,
                                       test_padded_batch_matches_at_real_positions, test_selected_positions_equal_full_logits,
                                       test_state_dict_round_trip_is_exact,
@@ -42,10 +42,7 @@ CASES = {
 
 @pytest.fixture(scope="module", params=list(CASES))
 def tiny(request, tmp_path_factory) -> Tiny:
-    model_cls, config_cls, fields = CASES[request.param]
-    directory = tmp_path_factory.mktemp(request.param)
-    torch_model = save_tiny(model_cls, config_cls(**COMMON, **fields), directory)
-    return Tiny(torch_model, directory, load_model(directory))
+    return load_case(CASES, request.param, tmp_path_factory)
 
 
 def test_family_and_matrix_shapes(tiny):
@@ -99,7 +96,7 @@ REFUSED = [
     ("qwen3", dict(hidden_act="tanh"), "qwen3: unsupported config hidden_act='tanh'"),
     ("phi", dict(tie_word_embeddings=True), "phi: unsupported config tie_word_embeddings=True"),
     ("phi", dict(partial_rotary_factor=0.375), "phi: unsupported config partial_rotary_factor=0.375"),  # 3 of 8 features
-    ("phi", dict(head_dim=16), "phi: unsupported config: hidden_size=32"),
+    ("phi", dict(head_dim=16), "phi: unsupported config head_dim=16 with hidden_size=32 over 4 heads"),
     ("phi", dict(rope_scaling={"rope_type": "linear", "factor": 2.0}), "phi: unsupported config rope_type='linear'"),
 ]
 
