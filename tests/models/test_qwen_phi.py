@@ -127,3 +127,14 @@ def test_released_config_json_is_accepted():
         "use_mrope": False, "use_sliding_window": False, "vocab_size": 151936,
     }
     assert qwen2.from_hf_config(released) == qwen2.PRESETS["qwen2.5-0.5b"]
+
+
+@pytest.mark.parametrize("family, config_cls", [("qwen2", transformers.Qwen2Config), ("qwen3", transformers.Qwen3Config),
+                                                ("phi", transformers.PhiConfig)])
+def test_head_dim_default_is_transformers(family, config_cls):
+    """Without a ``head_dim`` field Qwen2 and Phi split hidden_size over the heads, Qwen3 uses its fixed default of 128."""
+    hf = tiny_hf_config(family)
+    cfg = get_family(family).from_hf_config(hf)
+    reference = config_cls(**{k: v for k, v in hf.items() if k != "model_type"})
+    assert cfg.head_dim == (getattr(reference, "head_dim", None) or reference.hidden_size // reference.num_attention_heads)
+    assert cfg.head_dim == (128 if family == "qwen3" else 8)
