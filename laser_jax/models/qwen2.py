@@ -54,7 +54,11 @@ PRESETS = {
 
 
 def refuse_unported_fields(hf: dict, name: str) -> None:
-    """Qwen2/Qwen3 configs carry a ``sliding_window`` size that only ``use_sliding_window: true`` turns on."""
+    """Refuse sliding windows and multimodal RoPE (``use_mrope``) in a Qwen2/Qwen3 config.
+
+    Released configs carry a ``sliding_window`` size that only ``use_sliding_window: true``
+    turns on, so the size itself is ignored, as transformers ignores it.
+    """
     base.require(hf, "use_sliding_window", False, name, False)
     base.require(hf, "use_mrope", False, name, False)
     layer_types = hf.get("layer_types") or ()
