@@ -154,7 +154,7 @@ def attention_stage(p, cfg: LlamaConfig, h, ctx: base.Context, select=None, qk_n
     x = base.rms_norm(h, p["ln_1_scale"], cfg.rms_norm_eps)
     rotary = (cfg.head_dim, cfg.rope_theta, False)
     attn = base.self_attention(p, x, ctx, select, cfg.n_heads, cfg.n_kv_heads, base.default_scale(cfg.head_dim), rotary,
-                               qk_norm)
+                               qk_norm=qk_norm)
     residual = base.gather_positions(h, select) + attn
     return residual, base.rms_norm(residual, p["ln_2_scale"], cfg.rms_norm_eps)
 

@@ -6,8 +6,8 @@ first ``r = head_dim * partial_rotary_factor`` features of each head, with a
 configurable base. ``q_proj k_proj v_proj`` and the output map ``dense`` (our
 ``out_proj``) all have biases; ``fc1`` / ``fc2`` are our ``fc_in`` /
 ``fc_out``. The final LayerNorm and the untied ``lm_head`` have biases too.
-``qk_layernorm: true`` (no released checkpoint sets it) adds a LayerNorm with
-bias over each query and key head before RoPE.
+``qk_layernorm: true`` (per-head LayerNorms on queries and keys, which no
+released checkpoint sets) is refused.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ class PhiConfig:
     partial_rotary_factor: float = 0.5
     rope_theta: float = 10000.0
     activation: str = "gelu_new"
-    qk_layernorm: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -55,7 +54,7 @@ def from_hf_config(hf: dict) -> PhiConfig:
     name = "phi"
     base.require(hf, "hidden_act", tuple(base.ACTIVATIONS), name, "gelu_new")
     base.require(hf, "tie_word_embeddings", False, name, False)
-    base.require(hf, "qk_layernorm", (True, False), name, False)
+    base.require(hf, "qk_layernorm", False, name, False)
     theta, fraction = base.rope_settings(hf, name, fraction_field="partial_rotary_factor", default_fraction=0.5)
     cfg = PhiConfig(
         **llama.size_fields(hf, name),
@@ -63,7 +62,6 @@ def from_hf_config(hf: dict) -> PhiConfig:
         partial_rotary_factor=fraction,
         rope_theta=theta,
         activation=hf.get("hidden_act", "gelu_new"),
-        qk_layernorm=hf.get("qk_layernorm", False),
     )
     if cfg.d_model % cfg.n_heads or hf.get("head_dim", cfg.head_dim) != cfg.head_dim:
         raise base.ConfigError(f"{name}: unsupported config head_dim={hf.get('head_dim')!r} with hidden_size={cfg.d_model} over {cfg.n_heads} heads "
@@ -84,16 +82,16 @@ def to_hf_config(cfg: PhiConfig) -> dict:
         "rope_theta": cfg.rope_theta,
         "partial_rotary_factor": cfg.partial_rotary_factor,
         "hidden_act": cfg.activation,
-        "qk_layernorm": cfg.qk_layernorm,
+        "qk_layernorm": False,
         "tie_word_embeddings": False,
     }
 
 
 def hf_rules(cfg: PhiConfig) -> tuple[Rule, ...]:
     d, f, v = (lambda c: c.d_model), (lambda c: c.d_mlp), (lambda c: c.vocab_size)
-    kv, head_dim = (lambda c: c.n_kv_heads * c.head_dim), (lambda c: c.head_dim)
+    kv = lambda c: c.n_kv_heads * c.head_dim  # noqa: E731
     h = "model.layers.{layer}."
-    rules = (
+    return (
         Rule("model.embed_tokens.weight", ("embed/embed_tokens",), lambda c: (c.vocab_size, c.d_model)),
         vector_rule(h + "input_layernorm.weight", "blocks/ln_1_scale", d),
         vector_rule(h + "input_layernorm.bias", "blocks/ln_1_bias", d),
@@ -114,24 +112,12 @@ def hf_rules(cfg: PhiConfig) -> tuple[Rule, ...]:
         linear_rule("lm_head.weight", "final/lm_head", d, v),
         vector_rule("lm_head.bias", "final/lm_head_bias", v),
     )
-    if not cfg.qk_layernorm:
-        return rules
-    return rules + tuple(
-        vector_rule(f"{h}self_attn.{which}_layernorm.{hf_leaf}", f"blocks/{which}_norm_{leaf}", head_dim)
-        for which in ("q", "k") for hf_leaf, leaf in (("weight", "scale"), ("bias", "bias"))
-    )
 
 
 def attention_stage(p, cfg: PhiConfig, h, ctx: base.Context, select=None):
     x = base.layer_norm(h, p["ln_1_scale"], p["ln_1_bias"], cfg.layer_norm_eps)
-
-    def qk_layernorm(q, k):
-        return (base.layer_norm(q, p["q_norm_scale"], p["q_norm_bias"], cfg.layer_norm_eps),
-                base.layer_norm(k, p["k_norm_scale"], p["k_norm_bias"], cfg.layer_norm_eps))
-
     rotary = (cfg.rotary_dim, cfg.rope_theta, False)
-    attn = base.self_attention(p, x, ctx, select, cfg.n_heads, cfg.n_kv_heads, base.default_scale(cfg.head_dim), rotary,
-                               qk_layernorm if cfg.qk_layernorm else None)
+    attn = base.self_attention(p, x, ctx, select, cfg.n_heads, cfg.n_kv_heads, base.default_scale(cfg.head_dim), rotary)
     return base.gather_positions(h, select) + attn, base.gather_positions(x, select)
 
 

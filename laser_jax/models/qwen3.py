@@ -12,6 +12,7 @@ adds biases to all four attention maps. The MLP, the head and the embedding are
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from laser_jax.models import base, llama, qwen2
 from laser_jax.models.convert import Rule, vector_rule
@@ -71,10 +72,7 @@ def hf_rules(cfg: Qwen3Config) -> tuple[Rule, ...]:
 
 
 def attention_stage(p, cfg: Qwen3Config, h, ctx: base.Context, select=None):
-    def qk_norm(q, k):
-        return base.rms_norm(q, p["q_norm_scale"], cfg.rms_norm_eps), base.rms_norm(k, p["k_norm_scale"], cfg.rms_norm_eps)
-
-    return llama.attention_stage(p, cfg, h, ctx, select, qk_norm)
+    return llama.attention_stage(p, cfg, h, ctx, select, qk_norm=functools.partial(base.rms_norm, eps=cfg.rms_norm_eps))
 
 
 FAMILY = base.Family(

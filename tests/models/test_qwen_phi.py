@@ -34,9 +34,9 @@ CASES = {
     "qwen3-tied-attention_bias": (transformers.Qwen3ForCausalLM, transformers.Qwen3Config,
                                   dict(LLAMA, num_key_value_heads=4, head_dim=8, attention_bias=True, tie_word_embeddings=True)),
     "phi-rotary0.5": (transformers.PhiForCausalLM, transformers.PhiConfig, dict(PHI, partial_rotary_factor=0.5)),
-    "phi-rotary0.4-gqa-qk_layernorm": (transformers.PhiForCausalLM, transformers.PhiConfig,  # Phi-2's factor on 10-wide heads
-                                       dict(PHI, hidden_size=40, partial_rotary_factor=0.4, num_key_value_heads=2,
-                                            qk_layernorm=True, rope_theta=500.0, hidden_act="gelu")),
+    "phi-rotary0.4-gqa": (transformers.PhiForCausalLM, transformers.PhiConfig,  # Phi-2's factor on 10-wide heads
+                          dict(PHI, hidden_size=40, partial_rotary_factor=0.4, num_key_value_heads=2, rope_theta=500.0,
+                               hidden_act="gelu")),
 }
 
 
@@ -95,6 +95,7 @@ REFUSED = [
     ("qwen3", dict(num_key_value_heads=3), "qwen3: unsupported config num_key_value_heads=3"),
     ("qwen3", dict(hidden_act="tanh"), "qwen3: unsupported config hidden_act='tanh'"),
     ("phi", dict(tie_word_embeddings=True), "phi: unsupported config tie_word_embeddings=True"),
+    ("phi", dict(qk_layernorm=True), "phi: unsupported config qk_layernorm=True"),
     ("phi", dict(partial_rotary_factor=0.375), "phi: unsupported config partial_rotary_factor=0.375"),  # 3 of 8 features
     ("phi", dict(head_dim=16), "phi: unsupported config head_dim=16 with hidden_size=32 over 4 heads"),
     ("phi", dict(rope_scaling={"rope_type": "linear", "factor": 2.0}), "phi: unsupported config rope_type='linear'"),
