@@ -115,10 +115,7 @@ def hf_rules(cfg: PhiConfig) -> tuple[Rule, ...]:
 
 
 def attention_stage(p, cfg: PhiConfig, h, ctx: base.Context, select=None):
-    x = base.layer_norm(h, p["ln_1_scale"], p["ln_1_bias"], cfg.layer_norm_eps)
-    rotary = (cfg.rotary_dim, cfg.rope_theta, False)
-    attn = base.self_attention(p, x, ctx, select, cfg.n_heads, cfg.n_kv_heads, base.default_scale(cfg.head_dim), rotary)
-    return base.gather_positions(h, select) + attn, base.gather_positions(x, select)
+    return gptj.parallel_attention_stage(p, cfg, h, ctx, select, (cfg.rotary_dim, cfg.rope_theta, False), cfg.n_kv_heads)
 
 
 FAMILY = base.Family(
