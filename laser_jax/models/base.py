@@ -206,17 +206,22 @@ def attention(q: Array, k: Array, v: Array, ctx: Context, q_index: Array, scale:
 
 
 def self_attention(p: Params, x: Array, ctx: Context, select: Optional[Array], heads: int, kv_heads: int,
-                   scale: float, rotary: Optional[tuple[int, float, bool]] = None) -> Array:
+                   scale: float, rotary: Optional[tuple[int, float, bool]] = None,
+                   qk_norm: Optional[Callable[[Array, Array], Array]] = None) -> Array:
     """The attention sublayer on normed input x [B, T, d]: projections, RoPE, attention, output map.
 
     Reads ``q_proj k_proj v_proj out_proj`` and the optional biases ``q_bias k_bias
     v_bias out_bias`` from the block parameters ``p``. ``rotary`` is
     ``(rotary_dim, theta, interleaved)`` for rotary position embeddings, else None.
+    ``qk_norm(x, scale)``, when given, normalises each query and key head before
+    RoPE with the scales ``q_norm_scale`` and ``k_norm_scale`` of ``p``.
     Returns [B, T, d], or [B, A, d] at the sequence indices ``select``.
     """
     q = split_heads(linear(gather_positions(x, select), p["q_proj"], p.get("q_bias")), heads)
     k = split_heads(linear(x, p["k_proj"], p.get("k_bias")), kv_heads)
     v = split_heads(linear(x, p["v_proj"], p.get("v_bias")), kv_heads)
+    if qk_norm is not None:
+        q, k = qk_norm(q, p["q_norm_scale"]), qk_norm(k, p["k_norm_scale"])
     if rotary is not None:
         rotary_dim, theta, interleaved = rotary
         cos, sin = rotary_angles(ctx.positions, rotary_dim, theta)

@@ -71,9 +71,13 @@ def embed(params, cfg: GPTJConfig, ids, ctx: base.Context):
 
 
 def attention_stage(p, cfg: GPTJConfig, h, ctx: base.Context, select=None):
+    return parallel_attention_stage(p, cfg, h, ctx, select, (cfg.rotary_dim, ROTARY_BASE, True), cfg.n_heads)
+
+
+def parallel_attention_stage(p, cfg, h, ctx: base.Context, select, rotary, kv_heads: int):
+    """One LayerNorm feeds both sublayers (GPT-J, Phi): ``(h + attn(ln_1(h)), ln_1(h))``."""
     x = base.layer_norm(h, p["ln_1_scale"], p["ln_1_bias"], cfg.layer_norm_eps)
-    rotary = (cfg.rotary_dim, ROTARY_BASE, True)
-    attn = base.self_attention(p, x, ctx, select, cfg.n_heads, cfg.n_heads, base.default_scale(cfg.head_dim), rotary)
+    attn = base.self_attention(p, x, ctx, select, cfg.n_heads, kv_heads, base.default_scale(cfg.head_dim), rotary)
     return base.gather_positions(h, select) + attn, base.gather_positions(x, select)
 
 

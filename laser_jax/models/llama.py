@@ -46,30 +46,42 @@ PRESETS = {
 def from_hf_config(hf: dict) -> LlamaConfig:
     name = "llama"
     model_type = base.require(hf, "model_type", ("llama", "mistral"), name, "llama")
-    base.require(hf, "hidden_act", tuple(base.ACTIVATIONS), name, "silu")
     base.require(hf, "attention_bias", False, name, False)
-    base.require(hf, "mlp_bias", False, name, False)
     base.require(hf, "sliding_window", None, name, None)
+    return LlamaConfig(**config_fields(hf, name), model_type=model_type)
+
+
+def config_fields(hf: dict, name: str) -> dict:
+    """Our config fields from the HF names the LLaMA-like families share (LLaMA, Mistral, Qwen2, Qwen3)."""
+    base.require(hf, "hidden_act", tuple(base.ACTIVATIONS), name, "silu")
+    base.require(hf, "mlp_bias", False, name, False)
     base.require(hf, "tie_word_embeddings", (True, False), name, False)
     theta, _ = base.rope_settings(hf, name)
-    d_model, heads = hf["hidden_size"], hf["num_attention_heads"]
-    kv_heads = hf.get("num_key_value_heads") or heads
-    if heads % kv_heads:
-        raise base.ConfigError(f"{name}: unsupported config num_key_value_heads={kv_heads} (must divide num_attention_heads={heads})")
-    return LlamaConfig(
-        vocab_size=hf["vocab_size"],
-        max_position_embeddings=hf.get("max_position_embeddings", 2048),
-        d_model=d_model,
-        n_layers=hf["num_hidden_layers"],
-        n_heads=heads,
-        n_kv_heads=kv_heads,
-        head_dim=hf.get("head_dim") or d_model // heads,
-        d_mlp=hf["intermediate_size"],
+    fields = size_fields(hf, name)
+    return dict(
+        fields,
+        head_dim=hf.get("head_dim") or fields["d_model"] // fields["n_heads"],
         rms_norm_eps=hf.get("rms_norm_eps", 1e-6),
         rope_theta=theta,
         activation=hf.get("hidden_act", "silu"),
         tie_embeddings=hf.get("tie_word_embeddings", False),
-        model_type=model_type,
+    )
+
+
+def size_fields(hf: dict, name: str) -> dict:
+    """The sizes of a decoder with grouped-query attention, under the HF names LLaMA, Qwen and Phi share."""
+    heads = hf["num_attention_heads"]
+    kv_heads = hf.get("num_key_value_heads") or heads
+    if heads % kv_heads:
+        raise base.ConfigError(f"{name}: unsupported config num_key_value_heads={kv_heads} (must divide num_attention_heads={heads})")
+    return dict(
+        vocab_size=hf["vocab_size"],
+        max_position_embeddings=hf.get("max_position_embeddings", 2048),
+        d_model=hf["hidden_size"],
+        n_layers=hf["num_hidden_layers"],
+        n_heads=heads,
+        n_kv_heads=kv_heads,
+        d_mlp=hf["intermediate_size"],
     )
 
 
@@ -77,23 +89,37 @@ def to_hf_config(cfg: LlamaConfig) -> dict:
     return {
         "model_type": cfg.model_type,
         "architectures": ["MistralForCausalLM" if cfg.model_type == "mistral" else "LlamaForCausalLM"],
+        **hf_config_fields(cfg),
+        "attention_bias": False,
+        "sliding_window": None,
+    }
+
+
+def hf_config_fields(cfg: LlamaConfig) -> dict:
+    """The inverse of :func:`config_fields`."""
+    return {
+        **hf_size_fields(cfg),
+        "head_dim": cfg.head_dim,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        # both spellings: transformers >= 5 reads rope_parameters, older versions rope_theta
+        "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+        "rope_theta": cfg.rope_theta,
+        "hidden_act": cfg.activation,
+        "mlp_bias": False,
+        "tie_word_embeddings": cfg.tie_embeddings,
+    }
+
+
+def hf_size_fields(cfg) -> dict:
+    """The inverse of :func:`size_fields`."""
+    return {
         "vocab_size": cfg.vocab_size,
         "max_position_embeddings": cfg.max_position_embeddings,
         "hidden_size": cfg.d_model,
         "num_hidden_layers": cfg.n_layers,
         "num_attention_heads": cfg.n_heads,
         "num_key_value_heads": cfg.n_kv_heads,
-        "head_dim": cfg.head_dim,
         "intermediate_size": cfg.d_mlp,
-        "rms_norm_eps": cfg.rms_norm_eps,
-        # both spellings: transformers >= 5 reads rope_parameters, older versions rope_theta
-        "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
-        "rope_theta": cfg.rope_theta,
-        "hidden_act": cfg.activation,
-        "attention_bias": False,
-        "mlp_bias": False,
-        "sliding_window": None,
-        "tie_word_embeddings": cfg.tie_embeddings,
     }
 
 
@@ -123,10 +149,12 @@ def embed(params, cfg: LlamaConfig, ids, ctx: base.Context):
     return params["embed"]["embed_tokens"][ids]
 
 
-def attention_stage(p, cfg: LlamaConfig, h, ctx: base.Context, select=None):
+def attention_stage(p, cfg: LlamaConfig, h, ctx: base.Context, select=None, qk_norm=None):
+    """Pre-RMSNorm attention and residual; ``qk_norm`` as in :func:`base.self_attention` (Qwen3's head norms)."""
     x = base.rms_norm(h, p["ln_1_scale"], cfg.rms_norm_eps)
     rotary = (cfg.head_dim, cfg.rope_theta, False)
-    attn = base.self_attention(p, x, ctx, select, cfg.n_heads, cfg.n_kv_heads, base.default_scale(cfg.head_dim), rotary)
+    attn = base.self_attention(p, x, ctx, select, cfg.n_heads, cfg.n_kv_heads, base.default_scale(cfg.head_dim), rotary,
+                               qk_norm=qk_norm)
     residual = base.gather_positions(h, select) + attn
     return residual, base.rms_norm(residual, p["ln_2_scale"], cfg.rms_norm_eps)
 

@@ -53,6 +53,12 @@ def tiny_family_config(family: str):
             **common, n_positions=64, n_embd=32, n_layer=3, n_head=4, rotary_dim=4)),
         "llama": lambda: (transformers.LlamaForCausalLM, transformers.LlamaConfig(
             **common, **rotary, intermediate_size=48, num_key_value_heads=2)),
+        "qwen2": lambda: (transformers.Qwen2ForCausalLM, transformers.Qwen2Config(
+            **common, **rotary, intermediate_size=48, num_key_value_heads=2)),
+        "qwen3": lambda: (transformers.Qwen3ForCausalLM, transformers.Qwen3Config(
+            **common, **rotary, intermediate_size=48, num_key_value_heads=2, head_dim=16)),
+        "phi": lambda: (transformers.PhiForCausalLM, transformers.PhiConfig(
+            **common, **rotary, intermediate_size=64, partial_rotary_factor=0.5)),
     }
     if family not in cases:
         raise KeyError(f"no tiny checkpoint for family {family!r}: add one to tests/models/hf_tiny.py")

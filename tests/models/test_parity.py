@@ -53,12 +53,17 @@ class Tiny(NamedTuple):
     model: Model
 
 
-@pytest.fixture(scope="module", params=list(CASES))
-def tiny(request, tmp_path_factory) -> Tiny:
-    model_cls, config_cls, fields = CASES[request.param]
-    directory = tmp_path_factory.mktemp(request.param)
+def load_case(cases: dict, name: str, tmp_path_factory) -> Tiny:
+    """Save case ``name`` of ``cases`` as a tiny random checkpoint and load it with ``load_model``."""
+    model_cls, config_cls, fields = cases[name]
+    directory = tmp_path_factory.mktemp(name)
     torch_model = save_tiny(model_cls, config_cls(**COMMON, **fields), directory)
     return Tiny(torch_model, directory, load_model(directory))
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def tiny(request, tmp_path_factory) -> Tiny:
+    return load_case(CASES, request.param, tmp_path_factory)
 
 
 def max_diff_at_real_positions(ours, theirs, mask=None) -> float:
