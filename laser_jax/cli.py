@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from laser_jax.devices import add_device_arguments, setup_devices
 from laser_jax.errors import ConfigError, DataError, InterventionError, LaserJaxError
 
 PROG = "laser-jax"
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="parameter dtype")
     sweep.add_argument("--revision", help="hub branch, tag or commit of --model")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_arguments(sweep)
     sweep.set_defaults(func=cmd_sweep)
 
     report = commands.add_parser("report", help="heatmaps and a base-vs-best table from a sweep directory",
@@ -253,6 +255,7 @@ def cmd_sweep(args) -> int:
         raise DataError(f"--limit must be at least 1, got {args.limit}")
     if args.batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {args.batch_size}")
+    devices = setup_devices(args)  # before any JAX computation: may join a multi-process run
     task = get_task(args.task)
     data = _data_source(task, args.data)
     _quiet_libraries()
@@ -260,7 +263,7 @@ def cmd_sweep(args) -> int:
     run_args = {"model": _absolute_if_local(args.model), "revision": args.revision, "task": task.name, "data": data,
                 "limit": args.limit, "split": args.split, "layers": "all" if layers is None else layers, "taus": taus,
                 "rhos": rhos, "batch_size": args.batch_size, "dtype": args.dtype}
-    store = results.ResultsStore(args.out, run_args, info={"argv": args.argv})  # refuses another run's directory
+    store = devices.open_store(lambda: results.ResultsStore(args.out, run_args, info={"argv": args.argv}))  # refuses another run's directory; only process 0 writes
 
     from laser_jax.loading import load_model
     from laser_jax.sweep import sweep
@@ -290,7 +293,9 @@ def cmd_sweep(args) -> int:
             time.sleep(delay)
 
     try:
-        sweep(model, examples, layers, taus, rhos, batch_size=args.batch_size, skip=skip, on_row=on_row, progress=not args.quiet)
+        with devices.matmul_precision():
+            sweep(model, examples, layers, taus, rhos, batch_size=args.batch_size, skip=skip, on_row=on_row,
+                  progress=not args.quiet and devices.is_writer, mesh=devices.mesh)
     finally:
         store.close()
     print(f"{len(store.rows)} rows in {store.directory / results.RESULTS_FILE}")
