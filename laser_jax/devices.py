@@ -23,6 +23,8 @@ import dataclasses
 import json
 import math
 import os
+import socket
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Optional
 
@@ -134,16 +136,41 @@ def initialize_distributed(coordinator: Optional[str] = None, num_processes: Opt
             raise DeviceError(f"--coordinator {coordinator!r} is not HOST:PORT (e.g. localhost:12355)")
     if timeout < 1:
         raise DeviceError(f"--coordinator-timeout must be at least 1 second, got {timeout}")
+    if coordinator is not None and process_id is not None:
+        wait_for_coordinator(coordinator, process_id, num_processes, timeout)
     try:
         jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=timeout)
     except Exception as error:  # jax raises RuntimeError, XlaRuntimeError or ValueError, with pages of detail
         detail = " ".join(str(error).split("\n")[0].split())[:200]
         where = f"the coordinator {coordinator}" if coordinator else "the cluster's coordinator"
-        if "DEADLINE_EXCEEDED" in str(error) or "timed out" in str(error).lower():
-            raise DeviceError(f"could not reach {where} within {timeout} s (process {process_id} of {num_processes}); "
-                              "is process 0 running, and is the address reachable from here?") from None
         raise DeviceError(f"could not join the multi-process run at {where}: {detail}") from None
     return jax.process_index(), jax.process_count()
+
+
+def wait_for_coordinator(coordinator: str, process_id: int, num_processes: int, timeout: float) -> None:
+    """Process 0: check that the coordinator's port is free here. The others: wait up to ``timeout`` seconds for
+    it to accept connections. (JAX's client aborts the whole process when it cannot connect; this fails first,
+    with a message.)"""
+    host, _, port = coordinator.rpartition(":")
+    host = host.strip("[]")
+    if process_id == 0:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            try:
+                probe.bind(("", int(port)))
+            except OSError as error:
+                raise DeviceError(f"process 0 cannot serve the coordinator on port {port}: {error.strerror}") from None
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=min(5.0, timeout)).close()
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise DeviceError(f"could not reach the coordinator {coordinator} within {timeout:g} s (process "
+                                  f"{process_id} of {num_processes}); is process 0 running, and is the address "
+                                  "reachable from here?") from None
+            time.sleep(0.2)
 
 
 def cluster_detected() -> bool:
