@@ -553,10 +553,7 @@ class Placement:
         """Bytes for one call's activations: half the smallest free device memory times the devices that split
         them, or :data:`DEFAULT_ACTIVATION_BUDGET` when the backend reports none."""
         devices = jax.local_devices() if self.mesh is None else list(self.mesh.devices.flat)
-        free = device_memory(devices, "free")
-        if free is None:
-            return DEFAULT_ACTIVATION_BUDGET
-        return max(1, free // 2) * self.example_shards * self.variant_shards
+        return activation_budget(device_memory(devices, "free"), self.example_shards * self.variant_shards)
 
     @staticmethod
     def fetch(tree):
@@ -581,15 +578,23 @@ def default_mesh(model=None) -> Optional[Mesh]:
     devices = jax.devices()
     if len(devices) == 1:
         return None
-    shards = 1
     limit = device_memory(jax.local_devices(), "limit")
+    shards = 1
     if model is not None and limit is not None:
         param_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(model.params))
-        while param_bytes / shards > limit / 2 and jax.local_device_count() % (2 * shards) == 0:
-            shards *= 2
+        shards = model_shards_for(param_bytes, limit, jax.local_device_count())
     if shards == 1:
         return Mesh(np.array(devices), (EXAMPLE_AXIS,))
     return Mesh(np.array(devices).reshape(-1, shards), (EXAMPLE_AXIS, MODEL_AXIS))
+
+
+def model_shards_for(param_bytes: int, device_bytes: int, local_devices: int) -> int:
+    """The smallest power of two dividing ``local_devices`` that puts at most half of ``device_bytes`` of
+    parameters on each device (or the largest such power when none does)."""
+    shards = 1
+    while param_bytes / shards > device_bytes / 2 and local_devices % (2 * shards) == 0:
+        shards *= 2
+    return shards
 
 
 def block_param_spec(name: str, shape: tuple, shards: int) -> PartitionSpec:
@@ -724,6 +729,12 @@ def default_variant_chunk(model, batches: Sequence[Batch], budget_bytes: int = D
     logits = vocab_size(model) * 4 * 3  # logits, log-probs and a temporary
     per_variant = max(b.ids.size * activations + b.select.size * logits for b in batches)
     return int(np.clip(budget_bytes // per_variant, 1, 64))
+
+
+def activation_budget(free_bytes: Optional[int], splits: int) -> int:
+    """Bytes for one call's activations: half a device's ``free_bytes`` times the ``splits`` devices that share
+    them (variants × examples shards); :data:`DEFAULT_ACTIVATION_BUDGET` when the free memory is unknown."""
+    return DEFAULT_ACTIVATION_BUDGET if free_bytes is None else max(1, free_bytes // 2) * splits
 
 
 def device_memory(devices, field: str) -> Optional[int]:
@@ -931,5 +942,5 @@ __all__ = [
     "BASE_KEY", "ExampleScores", "SweepRow", "SweepResult", "ScoredSequence", "SequencePlan", "plan_sequences",
     "Batch", "make_batches", "length_bucket", "rows_per_batch", "Readout", "read_logits", "base_pass", "last_block",
     "head_readout", "variant_readouts", "Placement",
-    "default_mesh", "block_param_spec", "device_memory", "MESH_AXES", "group_variants", "sweep", "evaluate",
+    "default_mesh", "block_param_spec", "model_shards_for", "device_memory", "activation_budget", "MESH_AXES", "group_variants", "sweep", "evaluate",
 ]

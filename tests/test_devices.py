@@ -136,9 +136,9 @@ SHARDED_SCRIPT = textwrap.dedent("""
     blocks = Placement(mesh).put_params(model.params)["blocks"]
     held = {str(device): n for device, n in bytes_per_device(blocks).items()}
     total = sum(leaf.nbytes for leaf in jax.tree.leaves(model.params["blocks"]))
-    factors = {path[1]: {name: list(getattr(value, name).sharding.spec) for name in ("u", "vt")}
-               for (_, path), value in laser.FACTOR_CACHE._entries.items() if "placed" in path}
-    factor_bytes = bytes_per_device([value for (_, path), value in laser.FACTOR_CACHE._entries.items() if "placed" in path])
+    placed = {path[1]: value for (_, path), value in laser.FACTOR_CACHE._entries.items() if path[-1] == mesh}
+    factors = {tau: {name: list(getattr(value, name).sharding.spec) for name in ("u", "vt")} for tau, value in placed.items()}
+    factor_bytes = bytes_per_device(list(placed.values()))
     print(f"block parameters: {total} bytes; per device: {held}", file=sys.stderr)
     print(json.dumps({"rows": len(sharded), "max_gap": max(gaps), "same_accuracies": same, "total": total,
                       "held": held, "factors": factors, "factor_bytes": sorted(factor_bytes.values())}))
@@ -203,3 +203,54 @@ def test_precision_reaches_every_matmul(setup, tmp_path):  # noqa: F811
         assert {"base_pass", "last_block", "head_readout", "variant_readouts"} <= named, named
         assert len(dots) >= 10 and all(f"precision = [{precision.upper()}, {precision.upper()}]" in d for d in dots), dots[:3]
     assert_same_results(tmp_path / "run_highest", tmp_path / "run_default", tolerance=0)  # CPU: float32 either way
+
+
+# ----------------------------------------------------------------------------- sizes from memory, specs
+
+
+class FakeDevice:
+    def __init__(self, stats, process_index=0):
+        self.stats, self.process_index = stats, process_index
+
+    def memory_stats(self):
+        return self.stats
+
+
+def test_memory_sizes_the_model_axis_and_the_variant_chunk():
+    from laser_jax.sweep import DEFAULT_ACTIVATION_BUDGET, activation_budget, device_memory, model_shards_for
+
+    gpus = [FakeDevice({"bytes_limit": 80 << 30, "bytes_in_use": 20 << 30}), FakeDevice({"bytes_limit": 80 << 30})]
+    assert device_memory(gpus, "limit") == 80 << 30 and device_memory(gpus, "free") == 60 << 30
+    assert device_memory(gpus + [FakeDevice(None, process_index=1)], "free") == 60 << 30  # another host's device
+    assert device_memory([FakeDevice(None)], "free") is None  # CPU
+    assert activation_budget(None, 8) == DEFAULT_ACTIVATION_BUDGET
+    assert activation_budget(60 << 30, 4) == 120 << 30
+    assert model_shards_for(12 << 30, 80 << 30, 8) == 1  # GPT-J in bf16 fits one H100
+    assert model_shards_for(140 << 30, 80 << 30, 8) == 4  # 35 GiB per device <= 40
+    assert model_shards_for(140 << 30, 80 << 30, 2) == 2  # no more devices on this host
+    assert model_shards_for(1 << 40, 16 << 30, 6) == 2
+
+
+def test_block_param_spec_splits_heads_and_hidden_units():
+    from jax.sharding import PartitionSpec as P
+
+    from laser_jax.sweep import block_param_spec
+
+    assert block_param_spec("fc_in", (28, 4096, 16384), 4) == P(None, None, "model")
+    assert block_param_spec("fc_out", (28, 16384, 4096), 4) == P(None, "model")
+    assert block_param_spec("q_proj", (28, 4096, 4096), 8) == P(None, None, "model")
+    assert block_param_spec("out_proj", (28, 4096, 4096), 8) == P(None, "model")
+    assert block_param_spec("k_proj", (3, 32, 16), 32) == P(None, "model")  # GQA: 16 outputs, split the input
+    assert block_param_spec("fc_in_bias", (28, 16384), 4) == P(None, "model")
+    assert block_param_spec("ln_1_scale", (3, 30), 4) == P()
+    assert block_param_spec("fc_in", (28, 4096, 16384), 1) == P()
+
+
+def test_mesh_from_the_command_line():
+    import jax
+
+    from laser_jax.devices import build_mesh, parse_mesh
+
+    assert parse_mesh("variants=2, model=4") == {"variants": 2, "model": 4}
+    mesh = build_mesh(parse_mesh("model=1"))
+    assert dict(mesh.shape) == {"variants": 1, "examples": jax.device_count(), "model": 1}
