@@ -17,13 +17,14 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from laser_jax.cli import main
+from laser_jax.cli import ROW_DELAY_ENV, main
 from laser_jax.results import RESULTS_FILE, read_csv
-from tests.test_cli import setup, sweep_argv  # noqa: F401  (the tiny GPT-2 and CounterFact fixture)
+from tests.test_cli import setup, sweep_argv, variant_count  # noqa: F401  (the tiny GPT-2 and CounterFact fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,25 +62,42 @@ def assert_same_results(a: Path, b: Path, tolerance: float = 1e-5) -> None:
 # ----------------------------------------------------------------------------- many processes
 
 
+def start_two_processes(setup, outs, env=None) -> list[subprocess.Popen]:  # noqa: F811
+    """``laser-jax sweep`` as processes 0 and 1 of one run (4 CPU devices each), writing to ``outs[i]``."""
+    port = free_port()
+    return [subprocess.Popen([sys.executable, "-m", "laser_jax.cli", *sweep_argv(setup, outs[i]),
+                              "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i),
+                              "--coordinator-timeout", "120"],
+                             cwd=REPO, env={**cpu_env(4), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for i in range(2)]
+
+
 @pytest.mark.slow
-def test_two_processes_equal_one(setup, tmp_path):  # noqa: F811
-    """Two processes x 4 CPU devices through jax.distributed: the rows of a 1-process run; one process writes."""
+def test_two_processes_killed_resumed_equal_one(setup, tmp_path):  # noqa: F811
+    """Two processes x 4 CPU devices through jax.distributed, SIGKILLed midway and started again: the rows of a
+    1-process run, identical accuracies; only process 0 writes."""
     single = cli(sweep_argv(setup, tmp_path / "single"))
     assert single.returncode == 0, single.stderr[-3000:]
-    port, outs = free_port(), [tmp_path / "multi", tmp_path / "multi_follower"]
-    processes = [subprocess.Popen([sys.executable, "-m", "laser_jax.cli", *sweep_argv(setup, outs[i]),
-                                   "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i),
-                                   "--coordinator-timeout", "120"],
-                                  cwd=REPO, env=cpu_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for i in range(2)]
-    finished = [process.communicate(timeout=600) for process in processes]
-    for process, (_, err) in zip(processes, finished):
+    outs = [tmp_path / "multi", tmp_path / "multi_follower"]  # process 1 gets its own --out: it must stay unwritten
+    killed = start_two_processes(setup, outs, {ROW_DELAY_ENV: "0.5"})
+    deadline = time.monotonic() + 400
+    while variant_count(outs[0]) < 3 and all(p.poll() is None for p in killed) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for process in killed:
+        process.kill()
+        process.communicate()
+    done_at_kill = variant_count(outs[0])
+    assert 3 <= done_at_kill < 7, [p.returncode for p in killed]
+
+    resumed = start_two_processes(setup, outs)
+    finished = [process.communicate(timeout=600) for process in resumed]
+    for process, (_, err) in zip(resumed, finished):
         assert process.returncode == 0, err[-3000:]
+        assert f"{done_at_kill} of 7 variants already done" in err  # process 0 told process 1
     assert_same_results(tmp_path / "single", outs[0])
-    assert not outs[1].exists()  # process 1 was given its own --out: it wrote nothing there
+    assert not outs[1].exists()
     assert len(list((outs[0] / "scores").iterdir())) == 7
-    run = json.loads((outs[0] / "run.json").read_text())
-    assert "--num-processes" in run["argv"]
+    assert "--num-processes" in json.loads((outs[0] / "run.json").read_text())["argv"]
     assert "14 rows in" in finished[1][0]  # the follower saw every row
 
 
@@ -181,7 +199,7 @@ def test_cli_mesh_gives_the_same_results(setup, tmp_path):  # noqa: F811
 PRECISION_SCRIPT = textwrap.dedent("""
     import sys
     import jax
-    from laser_jax.cli import main
+    from laser_jax.cli import ROW_DELAY_ENV, main
 
     argv, dumps = sys.argv[1:-1], sys.argv[-1]
     for precision in ("highest", "default"):
@@ -190,6 +208,7 @@ PRECISION_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_precision_reaches_every_matmul(setup, tmp_path):  # noqa: F811
     """Every dot_general the CLI's sweep compiles carries ``--precision`` (the StableHLO JAX dumps)."""
     argv = [a for a in sweep_argv(setup, tmp_path / "unused") if a not in ("--out", str(tmp_path / "unused"))]
