@@ -71,7 +71,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from laser_jax.errors import DataError, InterventionError
+from laser_jax.errors import DataError, DeviceError, InterventionError
 from laser_jax.examples import Example
 from laser_jax.laser import (FACTOR_CACHE, FactorCache, Intervention, check_intervention, expand_grid, factors_for,
                              pad_rank, rank_for, truncate_factors)
@@ -515,7 +515,7 @@ class Placement:
         names = mesh.axis_names if mesh is not None else ()
         unknown = [name for name in names if name not in MESH_AXES]
         if unknown:
-            raise InterventionError(f"unknown mesh axis {unknown[0]!r}; the sweep's axes are {', '.join(MESH_AXES)}")
+            raise DeviceError(f"unknown mesh axis {unknown[0]!r}; the sweep's axes are {', '.join(MESH_AXES)}")
         self.example_axis = EXAMPLE_AXIS if EXAMPLE_AXIS in names else None
         self.variant_axis = VARIANT_AXIS if VARIANT_AXIS in names else None
         self.example_shards = mesh.shape[EXAMPLE_AXIS] if self.example_axis else 1
