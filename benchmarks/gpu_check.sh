@@ -8,7 +8,7 @@
 #    every matmul at "highest" precision, as `laser-jax sweep` runs float32 models by default;
 #    --small: the float32 logits test of each family only;
 # 2. benchmarks/sweep_vs_reference.py (GPT-2-small shape against the official PyTorch algorithm);
-#    --small: our side only (--skip-reference);
+#    --small: at its small shape;
 # 3. benchmarks/gptj_grid.py: a GPT-J-6B-shaped grid with random bf16 weights (fc_in and fc_out,
 #    28 layers x 9 rho, 512 prompts of 12 tokens): variants/s and MFU; --small: its CPU shape.
 #
@@ -48,9 +48,7 @@ parity_filter=()
 [ -n "$small" ] && parity_filter=(-k "test_logits_match_transformers")
 JAX_DEFAULT_MATMUL_PRECISION=highest step parity "$parity_limit" \
   python -m pytest -q -p no:cacheprovider tests/models/test_parity.py "${parity_filter[@]}"
-reference_flags=()
-[ -n "$small" ] && reference_flags=(--skip-reference)
-step sweep_vs_reference "$reference_limit" python benchmarks/sweep_vs_reference.py "${reference_flags[@]}"
+step sweep_vs_reference "$reference_limit" python benchmarks/sweep_vs_reference.py $small
 step gptj_grid "$grid_limit" python benchmarks/gptj_grid.py $small
 
 outcome() {  # outcome NAME PATTERN: the step's failure, else the last line matching PATTERN

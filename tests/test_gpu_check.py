@@ -18,7 +18,8 @@ def test_gpu_check_runs_small_on_cpu():
     summary = done.stdout.strip().splitlines()[-1]
     print(summary)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    pattern = (r"gpu_check \(small\): parity: (\d+) passed.*; sweep_vs_reference: ours \(.*\): [\d.]+ s for 25 rows.*; "
+    pattern = (r"gpu_check \(small\): parity: (\d+) passed.*; sweep_vs_reference: ours [\d.]+ s, reference [\d.]+ s, "
+               r"speedup: [\d.]+; "
                r"gptj grid: 54 variants in [\d.]+ s: ([\d.]+) variants/s .*MFU ([\d.]+)% of the measured bf16 matmul rate; "
                r"total \d+ s$")
     match = re.fullmatch(pattern, summary)
