@@ -17,7 +17,9 @@ row (useful FLOPs of our algorithm; the reference's full forward), both
 times, both FLOP rates as fractions of the matmul rate, and a last line
 ending in ``speedup: X``. Run: ``python benchmarks/sweep_vs_reference.py``
 (``--svd-dtype float64``: the Gram-matrix float64 SVD; ``--no-rank-buckets``:
-full-width masked factors; ``--skip-reference``: ours only). Note the load
+full-width masked factors; ``--skip-reference``: ours only; ``--small``: a
+CPU-test-sized shape, 4 layers of d=96, vocab 1000, 16 prompts x 8 tokens,
+layers 2-3; :data:`SMALL`). Note the load
 (``uptime``): the machine may be shared.
 
 The FLOP ratio gives the speedup at equal FLOP rates: about 8.8x here. What
@@ -50,6 +52,7 @@ LAYERS = (8, 9, 10, 11)
 RHOS = (0.9, 0.5, 0.25, 0.1, 0.05, 0.01)
 N_PROMPTS, PROMPT_LEN = 64, 16
 D, D_MLP, N_LAYERS, VOCAB = 768, 3072, 12, 50257
+SMALL = dict(LAYERS=(2, 3), N_PROMPTS=16, PROMPT_LEN=8, D=96, D_MLP=384, N_LAYERS=4, VOCAB=1000)  # --small
 
 
 def matmul_rate(n: int = 3072, repeats: int = 5) -> float:
@@ -161,7 +164,10 @@ def main() -> None:
     parser.add_argument("--svd-dtype", choices=("float32", "float64"), default="float32",
                         help="exact SVD: float32 LAPACK (default) or float64 through the Gram matrix")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--small", action="store_true", help="the CPU-test-sized shape SMALL instead of GPT-2 small")
     args = parser.parse_args()
+    if args.small:
+        globals().update(SMALL)  # the shape constants every function here reads
     rng = np.random.default_rng(0)
     ids = rng.integers(0, VOCAB, (N_PROMPTS, PROMPT_LEN))
     answers = rng.integers(0, VOCAB, N_PROMPTS)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from laser_jax.devices import add_device_arguments, setup_devices
 from laser_jax.errors import ConfigError, DataError, InterventionError, LaserJaxError
 
 PROG = "laser-jax"
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--revision", help="hub branch, tag or commit of --model")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     add_protocol_arguments(sweep)
+    add_device_arguments(sweep)
     sweep.set_defaults(func=cmd_sweep)
 
     table = commands.add_parser("table", help="the paper's Table 1: the selection protocol on several tasks (resumable)",
@@ -144,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--revision", help="hub branch, tag or commit of --model")
     table.add_argument("--quiet", action="store_true", help="no progress bar")
     add_protocol_arguments(table, selection_only=True)
+    add_device_arguments(table)
     table.set_defaults(func=cmd_table)
 
     compose = commands.add_parser("compose", help="greedy composition of LASER steps on a run's validation part",
@@ -316,6 +319,7 @@ def cmd_sweep(args) -> int:
     _check_counts(args)
     if args.mode == "selection" and args.split != "val+test":
         raise DataError("--mode selection selects on validation: it needs --split val+test")
+    devices = _setup_devices(args)  # before any JAX computation: may join a multi-process run
     task = get_task(args.task)
     data = _data_source(task, args.data)
     _quiet_libraries()
@@ -327,12 +331,12 @@ def cmd_sweep(args) -> int:
         run_args.update(_selection_args(args))
     from laser_jax.loading import load_model
 
-    store = _open_store(args.out, run_args, args.argv)
+    store = _open_store(devices, args.out, run_args, args.argv)
     model = load_model(run_args["model"], revision=args.revision, dtype=_dtype(args.dtype))
     if args.mode == "selection":
-        _run_selection(model, task, items, store, layers, taus, rhos, args)
+        _run_selection(model, task, items, store, layers, taus, rhos, args, devices)
     else:
-        _run_exhaustive(model, task, items, store, layers, taus, rhos, args)
+        _run_exhaustive(model, task, items, store, layers, taus, rhos, args, devices)
     print(f"{len(store.rows)} rows in {store.directory / 'results.csv'}")
     return 0
 
@@ -342,10 +346,19 @@ def _selection_args(args) -> dict:
     return {"mode": "selection", "top_n": args.top_n, "racing": None if racing is None else racing.as_args()}
 
 
-def _open_store(out, run_args, argv):
+def _setup_devices(args):
+    """:func:`laser_jax.devices.setup_devices`, refusing what a multi-process run does not support."""
+    devices = setup_devices(args)
+    if devices.num_processes > 1 and getattr(args, "racing", False):
+        raise DataError("--racing runs in one process only (its looks are resumed from files process 0 writes)")
+    return devices
+
+
+def _open_store(devices, out, run_args, argv):
+    """The run directory (refusing another run's); in a multi-process run only process 0 writes."""
     from laser_jax import results
 
-    return results.ResultsStore(out, run_args, info={"argv": argv})  # refuses another run's directory
+    return devices.open_store(lambda: results.ResultsStore(out, run_args, info={"argv": argv}))
 
 
 def _grid(model, layers, taus, rhos):
@@ -360,7 +373,7 @@ def _grid(model, layers, taus, rhos):
     return grid
 
 
-def _run_exhaustive(model, task, items, store, layers, taus, rhos, args) -> None:
+def _run_exhaustive(model, task, items, store, layers, taus, rhos, args, devices) -> None:
     from laser_jax import results
     from laser_jax.sweep import sweep
 
@@ -380,25 +393,29 @@ def _run_exhaustive(model, task, items, store, layers, taus, rhos, args) -> None
         store.record(results.sweep_rows(row, splits, k), scores=results.example_columns(row, splits))
 
     try:
-        sweep(model, examples, variants=grid, batch_size=args.batch_size, skip=skip, on_row=on_row, progress=not args.quiet)
+        with devices.matmul_precision():
+            sweep(model, examples, variants=grid, batch_size=args.batch_size, skip=skip, on_row=on_row,
+                  progress=not args.quiet and devices.is_writer, mesh=devices.mesh)
     finally:
         store.close()
 
 
-def _run_selection(model, task, items, store, layers, taus, rhos, args) -> dict:
+def _run_selection(model, task, items, store, layers, taus, rhos, args, devices) -> dict:
     """The selection protocol of one task into ``store``; returns the run's wall/CPU seconds per phase, summed over resumes."""
     from laser_jax import protocol, results
 
     grid = _grid(model, layers, taus, rhos)
     examples = task.examples(items, model.tokenizer)
-    recorder = results.StoreRecorder(store, lambda step: _rank(model, step))
+    recorder = results.StoreRecorder(store, lambda step: _rank(model, step), writer=devices.is_writer)
     done = len(recorder.done(protocol.VALIDATION))
     store.start()
     if done:
         print(f"resuming {store.directory}: {done} of {len(grid) + 1} variants already scored on validation", file=sys.stderr)
     try:
-        run = protocol.run_selection(model, examples, grid, recorder, top_n=args.top_n, racing=_racing(args),
-                                     batch_size=args.batch_size, progress=not args.quiet)
+        with devices.matmul_precision():
+            run = protocol.run_selection(model, examples, grid, recorder, top_n=args.top_n, racing=_racing(args),
+                                         batch_size=args.batch_size, progress=not args.quiet and devices.is_writer,
+                                         mesh=devices.mesh)
         total = recorder.add_seconds(run.seconds)
     finally:
         store.close()
@@ -424,6 +441,7 @@ def cmd_table(args) -> int:
     _check_counts(args)
     data_root = args.data_root or os.environ.get("LASER_JAX_DATA")
     sources = {task.name: _table_data(task, data_root) for task in tasks}
+    devices = _setup_devices(args)
     _quiet_libraries()
     from laser_jax.loading import load_model
     from laser_jax.models.base import MLP_TAUS
@@ -436,11 +454,13 @@ def cmd_table(args) -> int:
         run_args = {"model": args.model, "revision": args.revision, "task": task.name, "data": sources[task.name],
                     "limit": args.limit, "split": "val+test", "layers": "all" if layers is None else layers, "taus": taus,
                     "rhos": rhos, "batch_size": args.batch_size, "dtype": args.dtype, **_selection_args(args)}
-        store = _open_store(out / task.name, run_args, args.argv)
+        store = _open_store(devices, out / task.name, run_args, args.argv)
         print(f"== {task.name}", file=sys.stderr)
-        _run_selection(model, task, task.load(sources[task.name], limit=args.limit), store, layers, taus, rhos, args)
-    for path in write_table(out, [task.name for task in tasks]):
-        print(path)
+        _run_selection(model, task, task.load(sources[task.name], limit=args.limit), store, layers, taus, rhos, args,
+                       devices)
+    if devices.is_writer:
+        for path in write_table(out, [task.name for task in tasks]):
+            print(path)
     return 0
 
 

@@ -26,3 +26,7 @@ class InterventionError(LaserJaxError):
 
 class DataError(LaserJaxError):
     """A data file that is missing, empty or malformed."""
+
+
+class DeviceError(LaserJaxError):
+    """A device mesh, precision or multi-process setting that cannot work (bad mesh, unreachable coordinator)."""

@@ -382,11 +382,12 @@ class StoreRecorder:
 
     ``rank_of(intervention)`` gives the k written in the ``k`` column. Racing's
     looks are kept as ``race/look<j>.npz`` (every score array of every variant
-    scored in that look), written atomically.
+    scored in that look), written atomically. Only a ``writer`` writes files
+    (process 0 of a multi-process run, whose store alone writes rows).
     """
 
-    def __init__(self, store: ResultsStore, rank_of):
-        self.store, self.rank_of = store, rank_of
+    def __init__(self, store: ResultsStore, rank_of, writer: bool = True):
+        self.store, self.rank_of, self.writer = store, rank_of, writer
 
     def done(self, split: str) -> dict[str, dict]:
         return {intervention_key(variant_key(row)): {"accuracy": _number(row.get("accuracy")),
@@ -415,6 +416,8 @@ class StoreRecorder:
             return {key: ExampleScores(**{f: data[f"{i}.{f}"] for f in fields}) for i, key in enumerate(keys)}
 
     def save_look(self, look: int, scores) -> None:
+        if not self.writer:
+            return
         path = self.look_path(look)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"keys": np.array(json.dumps(list(scores)))}
@@ -428,6 +431,8 @@ class StoreRecorder:
         """Add this session's wall/CPU seconds per phase to ``timing.json`` (summed over resumed sessions)."""
         path = self.store.directory / TIMING_FILE
         total = json.loads(path.read_text()) if path.exists() else {}
+        if not self.writer:
+            return total
         for phase, values in seconds.items():
             for name, value in values.items():
                 total.setdefault(phase, {}).setdefault(name, 0.0)

@@ -29,17 +29,28 @@ How the work is shared (the design points of the spec):
    sequences do not pad full batches (:func:`make_batches`).
 4. **Sharding.** With a :class:`jax.sharding.Mesh` (by default, over all devices
    when there are several), batches are split over the mesh axis named
-   ``"examples"`` and variant chunks over ``"variants"``; parameters are
-   replicated. Results equal one device's up to float rounding.
+   ``"examples"``, variant chunks over ``"variants"``, and the block
+   parameters over ``"model"`` (tensor-parallel: the MLP hidden dimension and
+   the attention heads, :func:`block_param_spec`); the SVD factors, cached
+   once placed, follow their matrix's sharding (:meth:`Placement.put_factors`).
+   Other parameters are replicated. Results equal one device's up to float
+   rounding. The default mesh (:func:`default_mesh`) puts every device on
+   ``"examples"``, and adds a ``"model"`` axis when the parameters would take
+   more than half of a device's memory (as far as the backend reports it).
 
    Several hosts: start every process with the same arguments and call
-   ``jax.distributed.initialize()`` before anything else; ``jax.devices()``
-   then lists every host's devices and the default mesh spans them all (or
-   pass ``mesh=jax.make_mesh((n_variant_groups, n_example_groups),
-   ("variants", "examples"))``). Every process must build the same examples
-   and grid; inputs are placed with ``jax.make_array_from_callback`` and
-   outputs gathered with ``multihost_utils.process_allgather``, so every
-   process gets every row; let only process 0 write files.
+   ``jax.distributed.initialize()`` before anything else
+   (:mod:`laser_jax.devices` does it for the CLI); ``jax.devices()`` then
+   lists every host's devices and the default mesh spans them all (or pass
+   e.g. ``mesh=laser_jax.devices.build_mesh({"model": 4})``). Every process
+   must build the same examples and grid; inputs are placed with
+   ``jax.make_array_from_callback`` and outputs gathered with
+   ``multihost_utils.process_allgather``, so every process gets every row;
+   let only process 0 write files.
+
+   The variant chunk (variants per call) is sized from the devices' free
+   memory when the backend reports it (``device.memory_stats()``), else from
+   a 1 GiB activation budget.
 
 Sequences are padded into buckets (batch size, length, scored positions) to
 limit recompiles across batches, and batches are of bounded size.
@@ -60,7 +71,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from laser_jax.errors import DataError, InterventionError
+from laser_jax.errors import DataError, DeviceError, InterventionError
 from laser_jax.examples import Example
 from laser_jax.laser import (FACTOR_CACHE, FactorCache, Intervention, check_intervention, expand_grid, factors_for,
                              pad_rank, rank_for, truncate_factors)
@@ -70,6 +81,9 @@ from laser_jax.models.base import LowRank
 BASE_KEY = "base"
 VARIANT_AXIS = "variants"
 EXAMPLE_AXIS = "examples"
+MODEL_AXIS = "model"
+MESH_AXES = (VARIANT_AXIS, EXAMPLE_AXIS, MODEL_AXIS)
+DEFAULT_ACTIVATION_BUDGET = 1 << 30  # bytes, when the backend reports no free memory
 
 
 # ----------------------------------------------------------------------------- scores and rows
@@ -525,25 +539,47 @@ class Placement:
     def __init__(self, mesh: Optional[Mesh]):
         self.mesh = mesh
         names = mesh.axis_names if mesh is not None else ()
+        unknown = [name for name in names if name not in MESH_AXES]
+        if unknown:
+            raise DeviceError(f"unknown mesh axis {unknown[0]!r}; the sweep's axes are {', '.join(MESH_AXES)}")
         self.example_axis = EXAMPLE_AXIS if EXAMPLE_AXIS in names else None
         self.variant_axis = VARIANT_AXIS if VARIANT_AXIS in names else None
         self.example_shards = mesh.shape[EXAMPLE_AXIS] if self.example_axis else 1
         self.variant_shards = mesh.shape[VARIANT_AXIS] if self.variant_axis else 1
+        self.model_shards = mesh.shape[MODEL_AXIS] if MODEL_AXIS in names else 1
 
     def put(self, tree, axis: Optional[str] = None):
         """Shard the leading axis of every leaf over mesh axis ``axis`` (None: replicate)."""
+        spec = PartitionSpec(axis) if axis else PartitionSpec()
+        return jax.tree.map(lambda leaf: self.put_leaf(leaf, spec), tree)
+
+    def put_leaf(self, leaf, spec: PartitionSpec):
         if self.mesh is None:
-            return jax.tree.map(jnp.asarray, tree)
+            return jnp.asarray(leaf)
+        sharding = NamedSharding(self.mesh, spec)
+        if jax.process_count() == 1:
+            return jax.device_put(leaf, sharding)
+        host = np.asarray(leaf)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
-        def place(leaf):
-            spec = PartitionSpec(axis) if axis else PartitionSpec()
-            sharding = NamedSharding(self.mesh, spec)
-            if jax.process_count() == 1:
-                return jax.device_put(leaf, sharding)
-            host = np.asarray(leaf)
-            return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+    def block_spec(self, name: str, shape) -> PartitionSpec:
+        return block_param_spec(name, tuple(shape), self.model_shards)
 
-        return jax.tree.map(place, tree)
+    def put_params(self, params: dict) -> dict:
+        """The parameters on the mesh: block leaves split over ``model`` (:func:`block_param_spec`), the rest replicated."""
+        blocks = {name: self.put_leaf(leaf, self.block_spec(name, leaf.shape)) for name, leaf in params["blocks"].items()}
+        return {**self.put({k: v for k, v in params.items() if k != "blocks"}), "blocks": blocks}
+
+    def put_factors(self, tau: str, matrix_shape, factors: LowRank, per_variant: bool = False) -> LowRank:
+        """SVD factors of block matrix ``tau`` split as the matrix is (and over ``variants`` when ``per_variant``)."""
+        specs = factor_specs(self.block_spec(tau, matrix_shape), per_variant)
+        return LowRank(**{name: self.put_leaf(getattr(factors, name), getattr(specs, name)) for name in ("u", "s", "vt")})
+
+    def activation_budget(self) -> int:
+        """Bytes for one call's activations: half the smallest free device memory times the devices that split
+        them, or :data:`DEFAULT_ACTIVATION_BUDGET` when the backend reports none."""
+        devices = jax.local_devices() if self.mesh is None else list(self.mesh.devices.flat)
+        return activation_budget(device_memory(devices, "free"), self.example_shards * self.variant_shards)
 
     @staticmethod
     def fetch(tree):
@@ -557,10 +593,64 @@ class Placement:
         return jax.tree.map(get, tree)
 
 
-def default_mesh() -> Optional[Mesh]:
-    """All devices on the ``examples`` axis when there are several, else None."""
+def default_mesh(model=None) -> Optional[Mesh]:
+    """All devices on the ``examples`` axis when there are several (else None), with a ``model`` axis added
+    when ``model``'s parameters would take more than half of a device's memory (when the backend reports it).
+
+    The ``model`` axis is the smallest power of two (dividing the devices of
+    one host) that brings a device's share under half its memory, so that
+    tensor parallelism stays within a host.
+    """
     devices = jax.devices()
-    return Mesh(np.array(devices), (EXAMPLE_AXIS,)) if len(devices) > 1 else None
+    if len(devices) == 1:
+        return None
+    limit = device_memory(jax.local_devices(), "limit")
+    shards = 1
+    if model is not None and limit is not None:
+        param_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(model.params))
+        shards = model_shards_for(param_bytes, limit, jax.local_device_count())
+    if shards == 1:
+        return Mesh(np.array(devices), (EXAMPLE_AXIS,))
+    return Mesh(np.array(devices).reshape(-1, shards), (EXAMPLE_AXIS, MODEL_AXIS))
+
+
+def model_shards_for(param_bytes: int, device_bytes: int, local_devices: int) -> int:
+    """The smallest power of two dividing ``local_devices`` that puts at most half of ``device_bytes`` of
+    parameters on each device (or the largest such power when none does)."""
+    shards = 1
+    while param_bytes / shards > device_bytes / 2 and local_devices % (2 * shards) == 0:
+        shards *= 2
+    return shards
+
+
+def block_param_spec(name: str, shape: tuple, shards: int) -> PartitionSpec:
+    """How block leaf ``name`` [n_layers, ...] is split over ``shards`` devices of the ``model`` axis.
+
+    Tensor-parallel: q/k/v, ``fc_in`` and ``fc_up`` by their output (heads,
+    MLP hidden units), ``out_proj`` and ``fc_out`` by their input, so each
+    device holds whole heads and a slice of the hidden units; another leaf by
+    its last axis (biases of the hidden units). An axis that ``shards`` does
+    not divide is not split (the other matrix axis is tried first).
+    """
+    if shards == 1 or len(shape) < 2:
+        return PartitionSpec()
+    if name in base.TAUS:
+        axes = (1, 2) if name in ("out_proj", "fc_out") else (2, 1)
+    else:
+        axes = (len(shape) - 1,)
+    for axis in axes:
+        if shape[axis] % shards == 0 and shape[axis] >= shards:
+            return PartitionSpec(*([None] * axis), MODEL_AXIS)
+    return PartitionSpec()
+
+
+def factor_specs(matrix_spec: PartitionSpec, per_variant: bool) -> LowRank:
+    """The specs of a matrix's SVD factors (u [in, r], s [r], vt [r, out]) from the matrix's own
+    [n_layers, in, out] spec, with a leading variant axis when ``per_variant``."""
+    parts = tuple(matrix_spec) + (None,) * (3 - len(tuple(matrix_spec)))
+    lead = (VARIANT_AXIS,) if per_variant else ()
+    return LowRank(u=PartitionSpec(*lead, parts[1], None), s=PartitionSpec(*lead, None),
+                   vt=PartitionSpec(*lead, None, parts[2]))
 
 
 # ----------------------------------------------------------------------------- assembling per-example scores
@@ -659,13 +749,28 @@ def hidden_size(model) -> int:
     return int(model.params["blocks"]["q_proj"].shape[-2])
 
 
-def default_variant_chunk(model, batches: Sequence[Batch], budget_bytes: int = 1 << 30) -> int:
+def default_variant_chunk(model, batches: Sequence[Batch], budget_bytes: int = DEFAULT_ACTIVATION_BUDGET) -> int:
     """Variants per call such that their hidden and MLP activations and their logits fit in ``budget_bytes``."""
     widest = max(max(model.params["blocks"][tau].shape[-2:]) for tau in model.taus)
     activations = (widest + 2 * hidden_size(model)) * 4 * 2
     logits = vocab_size(model) * 4 * 3  # logits, log-probs and a temporary
     per_variant = max(b.ids.size * activations + b.select.size * logits for b in batches)
     return int(np.clip(budget_bytes // per_variant, 1, 64))
+
+
+def activation_budget(free_bytes: Optional[int], splits: int) -> int:
+    """Bytes for one call's activations: half a device's ``free_bytes`` times the ``splits`` devices that share
+    them (variants × examples shards); :data:`DEFAULT_ACTIVATION_BUDGET` when the free memory is unknown."""
+    return DEFAULT_ACTIVATION_BUDGET if free_bytes is None else max(1, free_bytes // 2) * splits
+
+
+def device_memory(devices, field: str) -> Optional[int]:
+    """The smallest ``"limit"`` or ``"free"`` (limit minus in use) memory of this process's ``devices`` in bytes,
+    from ``device.memory_stats()``; None when the backend reports none (CPU)."""
+    stats = [device.memory_stats() for device in devices if device.process_index == jax.process_index()]
+    if not stats or any(s is None or "bytes_limit" not in s for s in stats):
+        return None
+    return min(s["bytes_limit"] - (s.get("bytes_in_use", 0) if field == "free" else 0) for s in stats)
 
 
 def check_token_ids(examples: Sequence[Example], vocab: int) -> None:
@@ -736,7 +841,7 @@ def sweep(model, examples: Sequence[Example], layers: Iterable[int] = (), taus: 
         for iv in pending:
             if iv in unchanged:
                 run.emit(SweepRow.build(iv.key, iv, base_scores))
-    chunk = variant_chunk or default_variant_chunk(model, run.host_batches)
+    chunk = variant_chunk or default_variant_chunk(model, run.host_batches, run.placement.activation_budget())
     bucketed = rank_buckets or method == "randomized"
     for layer in swept_layers:
         run.advance_states(layer)
@@ -758,12 +863,12 @@ class _SweepRun:
     def __init__(self, model, examples, batch_size, batch_tokens, mesh, top_k, on_row, bar):
         self.model, self.family, self.cfg = model, model.family, model.config
         self.top_k, self.on_row, self.bar = top_k, on_row, bar
-        self.placement = Placement(default_mesh() if mesh is None else mesh)
+        self.placement = Placement(default_mesh(model) if mesh is None else mesh)
         self.plan = plan_sequences(examples)
         self.host_batches = make_batches(self.plan, batch_size, self.placement.example_shards, batch_tokens)
         self.batches = [DeviceBatch(*self.placement.put((b.ids, b.mask, b.select, b.targets, b.extras),
                                                         self.placement.example_axis)) for b in self.host_batches]
-        self.params = self.placement.put(model.params)
+        self.params = self.placement.put_params(model.params)
         self.states: list[dict[int, jax.Array]] = [{} for _ in self.batches]
         self.finished: dict[str, SweepRow] = {}
 
@@ -831,21 +936,28 @@ class _SweepRun:
             self.emit(SweepRow.build(iv.key, iv, self.scores(readouts)))
 
 
-def _group_factors(model, group: VariantGroup, method, key, svd_dtype, cache, placement):
-    """The factors a call needs: one full SVD per τ, or (randomized) one rank-k factorisation per variant,
-    zero-padded to the call's widest."""
+def _group_factors(model, group: VariantGroup, method, key, svd_dtype, cache, placement: Placement):
+    """The factors a call needs, on the mesh as their matrix is: one full SVD per τ (cached once placed), or
+    (randomized) one rank-k factorisation per variant, zero-padded to the call's widest."""
     factors = {}
     for tau in group.taus:
+        shape = model.params["blocks"][tau].shape
         if method == "randomized":
             width = max(w[group.taus.index(tau)] for w in group.widths)
             per = [pad_rank(factors_for(model, group.layer, tau, method=method, k=int(k), key=key, cache=cache), width)
                    for k in group.ranks[tau]]
-            factors[tau] = LowRank(*(jnp.stack([getattr(f, n) for f in per]) for n in ("u", "s", "vt")))
-        else:
+            stacked = LowRank(*(jnp.stack([getattr(f, n) for f in per]) for n in ("u", "s", "vt")))
+            factors[tau] = placement.put_factors(tau, shape, stacked, per_variant=True)
+        elif placement.mesh is None:
             factors[tau] = factors_for(model, group.layer, tau, svd_dtype=svd_dtype, cache=cache)
-    if method == "randomized":
-        return placement.put(factors, placement.variant_axis), True
-    return placement.put(factors), False
+        else:
+            def compute(tau=tau):
+                exact = factors_for(model, group.layer, tau, svd_dtype=svd_dtype, cache=None)
+                return placement.put_factors(tau, shape, exact)
+
+            path = (group.layer, tau, "exact", svd_dtype, "placed", placement.mesh)
+            factors[tau] = compute() if cache is None else cache.get(model, path, compute)
+    return factors, method == "randomized"
 
 
 def evaluate(model, examples: Sequence[Example], **kwargs) -> SweepRow:
@@ -857,5 +969,5 @@ __all__ = [
     "BASE_KEY", "ExampleScores", "roc_auc", "SweepRow", "SweepResult", "ScoredSequence", "SequencePlan", "plan_sequences",
     "Batch", "make_batches", "length_bucket", "rows_per_batch", "Readout", "read_logits", "base_pass", "last_block",
     "head_readout", "variant_readouts", "Placement",
-    "default_mesh", "group_variants", "sweep", "evaluate",
+    "default_mesh", "block_param_spec", "model_shards_for", "device_memory", "activation_budget", "MESH_AXES", "group_variants", "sweep", "evaluate",
 ]
