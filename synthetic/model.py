@@ -40,8 +40,9 @@ import jax.numpy as jnp
 
 from laser_jax.errors import ConfigError
 from laser_jax.model import Model
-from laser_jax.models import base
+from laser_jax.models import base, register
 
+MODEL_TYPE = "laser_jax_synthetic"  # not a Hugging Face model type: these models load from laser-jax checkpoints only
 FF_KINDS = ("relu", "linear", "none")
 FROZEN_BLOCK_LEAVES = ("ff_gate", "ff_relu")
 
@@ -144,17 +145,51 @@ def attention_probs(p, cfg: SyntheticConfig, h, ctx: base.Context, select=None):
     return base.attention(q, k, onehot, ctx, base.query_index(ctx, select), base.default_scale(cfg.head_dim))
 
 
+# ----------------------------------------------------------------------------- the family
+
+
+def to_config_dict(cfg: SyntheticConfig) -> dict:
+    """The config as JSON (what a laser-jax checkpoint's manifest stores)."""
+    return {"model_type": MODEL_TYPE, **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}}
+
+
+def from_config_dict(raw: dict) -> SyntheticConfig:
+    """The inverse of :func:`to_config_dict`; unknown fields are an error."""
+    fields = {f.name for f in dataclasses.fields(SyntheticConfig)}
+    unknown = sorted(set(raw) - fields - {"model_type"})
+    if unknown:
+        raise ConfigError(f"synthetic config has unknown field {unknown[0]!r}")
+    return SyntheticConfig(**{k: tuple(v) if k == "ff" else v for k, v in raw.items() if k in fields})
+
+
+def family_name(taus: tuple[str, ...]) -> str:
+    """"synthetic" for the paper's matrices; a suffix for each option that changes them."""
+    suffix = ("-learned-q" if "q_proj" in taus else "") + ("" if "fc_in" in taus else "-no-ff")
+    return "synthetic" + suffix
+
+
 @functools.lru_cache(maxsize=None)
 def _family(taus: tuple[str, ...]) -> base.Family:
     return base.Family(
-        name="synthetic", hf_model_types=(), taus=taus,
+        name=family_name(taus), hf_model_types=(), taus=taus,
         embed=embed, attention_stage=attention_stage, mlp=mlp, head=head,
+        from_hf_config=from_config_dict, to_hf_config=to_config_dict,
     )
 
 
 def family(cfg: SyntheticConfig) -> base.Family:
-    """The "synthetic" family for this config (one object per τ set, so jit caches are shared)."""
+    """The synthetic family for this config (one object per τ set, so jit caches are shared).
+
+    All four τ sets are registered in :data:`laser_jax.models.FAMILIES`, so
+    ``laser_jax.checkpoint.save`` / ``laser_jax.load_model`` write and read
+    synthetic models like any other family.
+    """
     return _family(cfg.taus)
+
+
+for _learned_q in (False, True):
+    for _ff in (("relu",), ("none",)):
+        register(family(SyntheticConfig(ff=_ff, learned_q=_learned_q)))
 
 
 def as_model(cfg: SyntheticConfig, params, source: str = "synthetic") -> Model:

@@ -42,7 +42,7 @@ class Preset:
     log_every: int
     early_logs: tuple[int, ...] = ()  # extra logged steps, to time the early (global) association
     seeds: int = 3
-    stats: str = "builtin"
+    stats: str = "shakespeare"
     test_size: int = 512
     probe_size: int = 128
     rhos: tuple[float, ...] = (0.0, 0.1, 0.2)

@@ -22,7 +22,16 @@ def family_for_model_type(model_type: str) -> base.Family:
     raise ConfigError(f"unknown model family {model_type!r}; supported model_type values: {', '.join(known)}")
 
 
+# Families defined outside laser_jax, imported on first use (a checkpoint names its family).
+EXTERNAL_FAMILIES = {"synthetic": "synthetic.model"}
+
+
 def get_family(name: str) -> base.Family:
+    module = EXTERNAL_FAMILIES.get(name.split("-")[0])
+    if name not in FAMILIES and module is not None:
+        import importlib
+
+        importlib.import_module(module)  # registers its families
     if name not in FAMILIES:
         raise ConfigError(f"unknown model family {name!r}; known: {', '.join(sorted(FAMILIES))}")
     return FAMILIES[name]

@@ -15,9 +15,9 @@ CFG = M.SyntheticConfig(vocab_size=11, seq_len=12, d_model=8, mlp_ratio=2)
 IDS = jax.random.randint(jax.random.PRNGKey(3), (3, 12), 0, 11)
 
 
-def test_family_is_synthetic_and_not_registered():
+def test_family_is_synthetic_and_registered():
     fam = M.family(CFG)
-    assert fam.name == "synthetic" and "synthetic" not in FAMILIES
+    assert fam.name == "synthetic" and FAMILIES["synthetic"] is fam  # laser_jax.load_model restores its checkpoints
     assert fam.taus == ("k_proj", "v_proj", "out_proj", "fc_in", "fc_out")
     assert M.family(dataclasses.replace(CFG, learned_q=True)).taus[0] == "q_proj"
     assert M.family(dataclasses.replace(CFG, ff=("none", "none"))).taus == ("k_proj", "v_proj", "out_proj")
