@@ -22,7 +22,8 @@ Output directory::
 
 A killed run started again with the same arguments skips the checkpoints whose
 record exists. All checkpoints of a series must have one architecture (family
-and config); a mismatch is a one-line :class:`~laser_jax.errors.ConfigError`.
+and config); a mismatch is a one-line :class:`~laser_jax.errors.ConfigError`,
+raised before any scoring when the local checkpoints' config files show it.
 """
 
 from __future__ import annotations
@@ -115,9 +116,30 @@ def _ordered(series: list[Checkpoint]) -> list[Checkpoint]:
 
 def architecture(model) -> dict:
     """What must agree along a series: the family and every config field."""
-    cfg = model.config
+    return _architecture(model.family, model.config)
+
+
+def _architecture(family, cfg) -> dict:
     fields = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {"config": repr(cfg)}
-    return {"family": model.family.name, "config": json.loads(json.dumps(fields, default=str))}
+    return {"family": family.name, "config": json.loads(json.dumps(fields, default=str))}
+
+
+def declared_architecture(checkpoint: Checkpoint) -> Optional[dict]:
+    """The architecture a local checkpoint declares (its laser-jax manifest or config.json), without reading
+    weights; None for hub checkpoints and directories without either file."""
+    from laser_jax.checkpoint import MANIFEST, read_manifest
+    from laser_jax.models import family_for_model_type, get_family
+
+    path = Path(checkpoint.source)
+    if (path / MANIFEST).is_file():
+        manifest = read_manifest(path)
+        family, config = get_family(manifest["family"]), manifest["hf_config"]
+    elif (path / "config.json").is_file():
+        config = json.loads((path / "config.json").read_text())
+        family = family_for_model_type(config.get("model_type", "?"))
+    else:
+        return None
+    return _architecture(family, family.from_hf_config(config))
 
 
 def check_same_architecture(label: str, arch: dict, first_label: str, first: dict) -> None:
@@ -212,6 +234,11 @@ def run_dynamics(series: Sequence[Checkpoint], examples: Union[Sequence[Example]
     try:
         records = {c.label: read_record(out, c.label) for c in series}
         first = next(((label, r["architecture"]) for label, r in records.items() if r is not None), None)
+        for checkpoint in series:  # refuse a mixed series before any work, where the files say enough
+            declared = declared_architecture(checkpoint)
+            if declared is not None:
+                first = first or (checkpoint.label, declared)
+                check_same_architecture(checkpoint.label, declared, *first)
         for index, checkpoint in enumerate(series):
             if records[checkpoint.label] is not None:
                 continue
@@ -327,5 +354,5 @@ def plot(records: Sequence[dict], path) -> Path:
     return path
 
 
-__all__ = ["Checkpoint", "step_of", "hub_series", "local_series", "architecture", "check_same_architecture",
+__all__ = ["Checkpoint", "step_of", "hub_series", "local_series", "architecture", "declared_architecture", "check_same_architecture",
            "score_checkpoint", "run_dynamics", "read_record", "csv_row", "summary_line", "write_summary", "plot"]

@@ -15,7 +15,7 @@ from laser_jax.laser import Intervention
 from synthetic import run, train
 from synthetic.model import SyntheticConfig, as_model, init_params
 
-GRID = dict(layers=[0, 1], taus=["fc_in", "mlp"], rhos=[0.0, 0.5])
+GRID = dict(layers=[1], taus=["fc_in", "mlp"], rhos=[0.0, 0.5])
 FF2_REMOVED = Intervention(1, "mlp", 0.0)
 
 
@@ -121,14 +121,14 @@ def test_series_of_different_architectures_is_refused(trained, tmp_path):
     series = dynamics.local_series([out / "models" / "seed0" / "step_000020", tmp_path / "step_30"])
     with pytest.raises(ConfigError, match=r"checkpoint step_30 has d_model=8, not 16 as step_000020"):
         dynamics.run_dynamics(series, load_examples(out / "examples.json"), tmp_path / "run", layers=[1], taus=["fc_in"],
-                              rhos=[0.5], log=lambda _: None)
+                              rhos=[0.5], load=pytest.fail, log=lambda _: None)  # refused before loading any weights
 
 
 def test_cli_dynamics_and_its_errors(trained, tmp_path, capsys):
     out, _ = trained
     models = out / "models" / "seed0"
     argv = ["dynamics", "--checkpoints", str(models / "step_000010"), str(models / "step_000000"),
-            "--examples", str(out / "examples.json"), "--layers", "1", "--taus", "fc_in", "--rhos", "0,0.5",
+            "--examples", str(out / "examples.json"), "--layers", "1", "--taus", "fc_in,mlp", "--rhos", "0,0.5",
             "--track", "mlp:1:0", "--out", str(tmp_path / "cli")]
     assert main(argv) == 0
     assert "2 checkpoints" in capsys.readouterr().out
