@@ -49,6 +49,7 @@ RECORDS_DIR = "checkpoints"
 SUMMARY_JSON = "dynamics.json"
 SUMMARY_CSV = "dynamics.csv"
 FIGURE = "dynamics.png"
+TRACK_COLORS = ("tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 CSV_COLUMNS = ("label", "step", "n_test", "base_accuracy", "base_loss", "best_variant", "best_layer", "best_tau",
                "best_rho", "best_accuracy", "best_loss", "gain", "p_answer_before", "p_answer_after",
                "p_generic_before", "p_generic_after")
@@ -336,16 +337,20 @@ def plot(records: Sequence[dict], path) -> Path:
         best = [row[f"best_{column}"] if column == "accuracy" else row[f"{column}_after"] for row in rows]
         ax.plot(x, base, "o-", color="black", label="base")
         ax.plot(x, best, "s-", color="tab:blue", label="best variant (selected on validation)")
-        for key in records[0]["tracked"]:
-            ax.plot(x, [_split_value(r, key, "test", column) for r in records], "^--", label=key)
+        for key, color in zip(records[0]["tracked"], TRACK_COLORS):
+            ax.plot(x, [_split_value(r, key, "test", column) for r in records], "^--", color=color, markersize=4,
+                    linewidth=1, label=f"{key} (tracked)")
         ax.set_title(title)
         ax.set_xlabel("training step" if by_step else "checkpoint")
         if not by_step:
             ax.set_xticks(x, [r["label"] for r in records], rotation=45, ha="right", fontsize=7)
         ax.grid(alpha=0.3)
-    for xi, row in zip(x, rows):
-        axes[0][0].annotate(row["best_variant"], (xi, row["best_accuracy"]), fontsize=6, rotation=60,
-                            xytext=(2, 4), textcoords="offset points", color="tab:blue")
+    previous = None
+    for xi, row in zip(x, rows):  # name the best variant where it changes
+        if row["best_variant"] != previous:
+            axes[0][0].annotate(row["best_variant"], (xi, row["best_accuracy"]), fontsize=7, rotation=45,
+                                xytext=(2, 6), textcoords="offset points", color="tab:blue")
+        previous = row["best_variant"]
     axes[0][0].legend(fontsize=7, loc="best")
     fig.tight_layout()
     path = Path(path)
