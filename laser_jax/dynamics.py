@@ -132,15 +132,18 @@ def declared_architecture(checkpoint: Checkpoint) -> Optional[dict]:
     from laser_jax.models import family_for_model_type, get_family
 
     path = Path(checkpoint.source)
-    if (path / MANIFEST).is_file():
-        manifest = read_manifest(path)
-        family, config = get_family(manifest["family"]), manifest["hf_config"]
-    elif (path / "config.json").is_file():
-        config = json.loads((path / "config.json").read_text())
-        family = family_for_model_type(config.get("model_type", "?"))
-    else:
-        return None
-    return _architecture(family, family.from_hf_config(config))
+    try:
+        if (path / MANIFEST).is_file():
+            manifest = read_manifest(path)
+            family, config = get_family(manifest["family"]), manifest["hf_config"]
+        elif (path / "config.json").is_file():
+            config = json.loads((path / "config.json").read_text())
+            family = family_for_model_type(config.get("model_type", "?"))
+        else:
+            return None
+        return _architecture(family, family.from_hf_config(config))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable here: loading the checkpoint reports it in one line
 
 
 def check_same_architecture(label: str, arch: dict, first_label: str, first: dict) -> None:
@@ -155,17 +158,14 @@ def check_same_architecture(label: str, arch: dict, first_label: str, first: dic
     raise ConfigError(f"checkpoint {label} has {what} as {first_label}: a series must share one architecture")
 
 
-def _with_p_answer(rows: list[dict], scores, splits: dict) -> list[dict]:
-    for row, indices in zip(rows, splits.values()):
-        row["p_answer"] = float(np.mean(np.exp(scores.answer_first_logprob[indices])))
-    return rows
-
-
 def variant_rows(row, model, splits: dict) -> list[dict]:
     """:func:`laser_jax.results.sweep_rows` of one sweep row, with ``p_answer`` (mean P of the answer's first token)."""
     step = row.intervention
     k = None if step is None else rank_for(step.rho, model.params["blocks"][matrices_of(model.family, step.tau)[0]].shape)
-    return _with_p_answer(sweep_rows(row, splits, k), row.scores, splits)
+    rows = sweep_rows(row, splits, k)
+    for out, indices in zip(rows, splits.values()):
+        out["p_answer"] = float(np.mean(np.exp(row.scores.answer_first_logprob[indices])))
+    return rows
 
 
 def score_checkpoint(model, examples: Sequence[Example], grid: Sequence[Intervention],

@@ -35,3 +35,12 @@ def test_format_table_and_checks():
     assert all(run.checks(summary, 0.5).values())
     text = run.format_table(summary, run.resolve("quick"))
     assert "layer2_ff_rho0" in text and "NO" not in text
+
+
+def test_presets_follow_the_official_script():
+    """paper logs every 10 steps through step 1,000 (the official script: every 5), then every 100;
+    every preset uses the shipped Tiny-Shakespeare statistics by default."""
+    paper = run.logged_steps(run.get_preset("paper"))
+    assert paper[:101] == list(range(0, 1001, 10)) and paper[101:] == list(range(1100, 5001, 100))
+    assert {run.get_preset(name).stats for name in ("quick", "paper", "tiny")} == {"shakespeare"}
+    assert run.get_preset("quick").steps == 1000 and run.get_preset("paper").seeds == 3
