@@ -227,6 +227,9 @@ def run_dynamics(series: Sequence[Checkpoint], examples: Union[Sequence[Example]
         raise DataError(f"checkpoint labels repeat: {', '.join(labels)}")
     args = {"checkpoints": [dataclasses.asdict(c) for c in series], "layers": layers, "taus": taus, "rhos": rhos,
             "track": [s.key for s in track], "fraction": fraction, **(run_args or {})}
+    declared = [(c.label, a) for c in series for a in [declared_architecture(c)] if a is not None]
+    for label, arch in declared[1:]:  # refuse a mixed series before writing anything, where the files say enough
+        check_same_architecture(label, arch, *declared[0])
     store = ResultsStore(out_dir, args, info=info)
     store.start()
     out = store.directory
@@ -235,11 +238,10 @@ def run_dynamics(series: Sequence[Checkpoint], examples: Union[Sequence[Example]
     try:
         records = {c.label: read_record(out, c.label) for c in series}
         first = next(((label, r["architecture"]) for label, r in records.items() if r is not None), None)
-        for checkpoint in series:  # refuse a mixed series before any work, where the files say enough
-            declared = declared_architecture(checkpoint)
-            if declared is not None:
-                first = first or (checkpoint.label, declared)
-                check_same_architecture(checkpoint.label, declared, *first)
+        if first is None and declared:
+            first = declared[0]
+        elif declared:
+            check_same_architecture(*declared[0], *first)
         for index, checkpoint in enumerate(series):
             if records[checkpoint.label] is not None:
                 continue

@@ -122,6 +122,7 @@ def test_series_of_different_architectures_is_refused(trained, tmp_path):
     with pytest.raises(ConfigError, match=r"checkpoint step_30 has d_model=8, not 16 as step_000020"):
         dynamics.run_dynamics(series, load_examples(out / "examples.json"), tmp_path / "run", layers=[1], taus=["fc_in"],
                               rhos=[0.5], load=pytest.fail, log=lambda _: None)  # refused before loading any weights
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_dynamics_and_its_errors(trained, tmp_path, capsys):
@@ -154,3 +155,38 @@ def test_step_labels_and_examples_file(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(DataError, match="not a laser-jax examples file"):
         load_examples(tmp_path / "bad.json")
+
+
+def test_hf_series_with_a_task(tmp_path, capsys):
+    """Tiny random GPT-2 "training checkpoints" with a tokenizer, a CounterFact file: the base rows are the
+    engine's own evaluation of each checkpoint; a checkpoint with another width is refused before any scoring."""
+    from laser_jax.sweep import evaluate
+    from laser_jax.tasks import get_task
+    from tests.test_checkpoint import save_tiny_gpt2
+    from tests.test_cli import FACTS
+
+    for step, seed in ((100, 1), (200, 2)):
+        save_tiny_gpt2(tmp_path / f"step_{step}", n_layer=2, seed=seed)
+    records = [{"case_id": i, "prompt": p, "ground_truth": a, "rephrase_prompt": r} for i, (p, a, r) in enumerate(FACTS)]
+    (tmp_path / "cf.json").write_text(json.dumps(records))
+    def argv(steps, out):
+        return ["dynamics", "--checkpoints", *(str(tmp_path / f"step_{s}") for s in steps), "--task", "counterfact",
+                "--data", str(tmp_path / "cf.json"), "--layers", "1", "--taus", "fc_in", "--rhos", "0.5,0.1",
+                "--out", str(tmp_path / out)]
+
+    assert main(argv((200, 100), "out")) == 0
+    task = get_task("counterfact")
+    for step in (100, 200):
+        model = load_model(tmp_path / f"step_{step}")
+        examples = task.examples(task.load(str(tmp_path / "cf.json")), model.tokenizer)
+        record = json.loads((tmp_path / "out" / dynamics.RECORDS_DIR / f"step_{step}.json").read_text())
+        want = evaluate(model, examples[len(examples) // 5:]).metrics
+        assert record["base"]["test"]["accuracy"] == want["accuracy"]
+        assert record["base"]["test"]["answer_nll"] == pytest.approx(want["answer_nll"], rel=1e-6)
+        assert record["generic_test"]["p_generic_before"] > 0  # CounterFact's generic probes " the", " a", " of"
+    save_tiny_gpt2(tmp_path / "step_300", n_layer=2, n_embd=48)
+    capsys.readouterr()
+    code = main(argv((100, 300, 200), "mixed"))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "checkpoint step_300 has d_mlp=192, not 128 as step_100" in err, err
+    assert not (tmp_path / "mixed").exists()  # refused before writing anything
