@@ -10,7 +10,8 @@ every 100 (the official script evaluates every 5).
 
 ``quick`` is the smallest setting we found, by experiment on the shared 2-core
 CPU, that still shows the paper's effect with 3 seeds at alpha = 0.5 (the
-measurements are in synthetic/README.md):
+measurements are in synthetic/README.md; the sizes were found with the
+docstring statistics, the steps again with the Tiny-Shakespeare ones):
 
 - d = 64 (not 32): layer 2's value/output map must copy any of 65 tokens; at
   d = 32 accuracy with FF2 removed stalls at 0.73-0.85.
@@ -20,7 +21,11 @@ measurements are in synthetic/README.md):
   (p(noise) 0.038 against ~0.05).
 - FF hidden width 4d as in the paper (width d left p(noise) at 0.05-0.08).
 - The paper's optimizer and lr 0.03 unchanged (lr 0.1 diverged at d = 64).
-- 800 steps: accuracy with FF2 removed passes 0.9 at step 500, ~0.98 at 700.
+- 1,000 steps with the paper's Tiny-Shakespeare statistics (800 were enough
+  with the docstring statistics it was tuned on): accuracy with FF2 removed
+  passes 0.9 at step 650-700 and is 0.967 at 1,000, with p(noise) 0.030, so
+  both checks hold by about 0.02; later, FF2-removed p(noise) drifts to
+  0.04-0.08 and the p(noise) <= 0.05 check fails at most logged steps.
 - 128 clean test and 64 noisy probe sequences keep each logged step (full
   model + 26 truncations, x 3 seeds) near 3 CPU-seconds.
 """
