@@ -40,7 +40,7 @@ import jax.numpy as jnp
 
 from laser_jax.errors import ConfigError
 from laser_jax.model import Model
-from laser_jax.models import base, register
+from laser_jax.models import base
 
 MODEL_TYPE = "laser_jax_synthetic"  # not a Hugging Face model type: these models load from laser-jax checkpoints only
 FF_KINDS = ("relu", "linear", "none")
@@ -180,16 +180,22 @@ def _family(taus: tuple[str, ...]) -> base.Family:
 def family(cfg: SyntheticConfig) -> base.Family:
     """The synthetic family for this config (one object per τ set, so jit caches are shared).
 
-    All four τ sets are registered in :data:`laser_jax.models.FAMILIES`, so
-    ``laser_jax.checkpoint.save`` / ``laser_jax.load_model`` write and read
+    It is not a Hugging Face port, so it is not in :data:`laser_jax.models.FAMILIES`;
+    :func:`laser_jax.models.get_family` finds it by name through :func:`family_named`,
+    so ``laser_jax.checkpoint.save`` / ``laser_jax.load_model`` write and read
     synthetic models like any other family.
     """
     return _family(cfg.taus)
 
 
-for _learned_q in (False, True):
-    for _ff in (("relu",), ("none",)):
-        register(family(SyntheticConfig(ff=_ff, learned_q=_learned_q)))
+def family_named(name: str):
+    """The synthetic family called ``name`` (see :func:`family_name`), or None."""
+    for learned_q in (False, True):
+        for ff in (("relu",), ("none",)):
+            fam = family(SyntheticConfig(ff=ff, learned_q=learned_q))
+            if fam.name == name:
+                return fam
+    return None
 
 
 def as_model(cfg: SyntheticConfig, params, source: str = "synthetic") -> Model:
