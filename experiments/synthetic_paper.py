@@ -1,9 +1,10 @@
 """The paper's run (Chen, Bruna & Bietti, ``script_k1_noise05.sh``): d = T = 256, batch 512, 5,000 steps. GPU.
 
-    python experiments/synthetic_paper.py [--out experiments/results/synthetic_paper] [--stats shakespeare]
+    python experiments/synthetic_paper.py [--out experiments/results/synthetic_paper] [--seeds 1]
 
-Uses the paper's Tiny-Shakespeare statistics (../shared/data/synthetic/shakespeare_char_stats.json);
-pass ``--stats builtin`` where that file is absent. Checkpoints at steps 1,000 and 5,000.
+Uses the paper's Tiny-Shakespeare statistics (shipped with the package). Trains 3 seeds
+together (``--seeds 1``: one, as the official script); logs every 10 steps through step
+1,000, then every 100. Checkpoints at steps 1,000 and 5,000.
 """
 
 import sys

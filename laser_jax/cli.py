@@ -179,6 +179,29 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--revision", help="hub branch, tag or commit of --model")
     apply.set_defaults(func=cmd_apply)
 
+    dynamics = commands.add_parser("dynamics", help="LASER across training checkpoints: base vs best variant at each step",
+                                   description="For each checkpoint of one series, sweep the grid, select the best variant on "
+                                               "the first 20%% (validation) and report base vs best on the rest, with P(answer) "
+                                               "and P(generic tokens); writes dynamics.csv/json/png. Rerun to resume.")
+    series = dynamics.add_mutually_exclusive_group(required=True)
+    series.add_argument("--checkpoints", nargs="+", metavar="DIR", help="local checkpoint directories (HF or laser-jax)")
+    series.add_argument("--model", metavar="ID", help="a hub model whose --revisions form the series")
+    dynamics.add_argument("--revisions", metavar="LIST", help="hub revisions of --model, e.g. step1000,step2000")
+    source = dynamics.add_mutually_exclusive_group(required=True)
+    source.add_argument("--task", metavar="NAME", help="task name (tokenised with each checkpoint's tokenizer)")
+    source.add_argument("--examples", metavar="FILE", help="token-id examples (laser_jax.examples.save_examples; the "
+                                                          "synthetic trainer writes examples.json)")
+    dynamics.add_argument("--data", metavar="FILE", help="the task's data file (as for sweep)")
+    dynamics.add_argument("--limit", type=int, metavar="N", help="use the first N records of the task")
+    dynamics.add_argument("--layers", default="all", metavar="RANGE", help="layers, e.g. 20-29 (default: all)")
+    dynamics.add_argument("--taus", default="fc_in,fc_out", metavar="LIST", help="matrix types (default fc_in,fc_out)")
+    dynamics.add_argument("--rhos", default=DEFAULT_RHOS, metavar="LIST", help=f"fractions of rank kept (default {DEFAULT_RHOS})")
+    dynamics.add_argument("--track", action="append", default=[], metavar="TAU:LAYER:RHO",
+                          help="a variant to draw at every checkpoint (not selected), e.g. mlp:1:0; repeatable")
+    dynamics.add_argument("--out", required=True, metavar="DIR", help="run directory")
+    dynamics.add_argument("--batch-size", type=int, default=32, metavar="B", help="examples per batch (default 32)")
+    dynamics.set_defaults(func=cmd_dynamics)
+
     synthetic = commands.add_parser("synthetic", help="run the synthetic LASER experiment (no downloads)",
                                     description="Train small transformers on synthetic data and measure the effect of LASER on them.")
     synthetic.add_argument("--preset", default="quick", metavar="NAME",
@@ -275,6 +298,47 @@ def cmd_synthetic(args) -> int:
     if args.preset not in PRESETS:
         raise ConfigError(f"unknown synthetic preset {args.preset!r}; known: {', '.join(PRESETS)}")
     run.run_experiment(args.preset, args.out)
+    return 0
+
+
+# ----------------------------------------------------------------------------- dynamics
+
+
+def cmd_dynamics(args) -> int:
+    """Delegate to :func:`laser_jax.dynamics.run_dynamics`."""
+    from laser_jax import dynamics
+    from laser_jax.examples import load_examples
+
+    if (args.model is None) != (args.revisions is None):
+        raise DataError("--model and --revisions go together (or give --checkpoints)")
+    series = (dynamics.hub_series(args.model, args.revisions.split(",")) if args.model
+              else dynamics.local_series(args.checkpoints))
+    layers, taus, rhos = parse_layers(args.layers), parse_taus(args.taus), parse_rhos(args.rhos)
+    track = [parse_edit(text) for text in args.track]
+    if args.examples:
+        examples, source = load_examples(args.examples), {"examples": _absolute_if_local(args.examples)}
+    else:
+        from laser_jax.tasks import get_task
+
+        task = get_task(args.task)
+        data = _data_source(task, args.data)
+        items = task.load(data, limit=args.limit)
+        source = {"task": task.name, "data": data, "limit": args.limit}
+
+        def examples(model):
+            if model.tokenizer is None:
+                raise DataError(f"checkpoint {model.source} has no tokenizer files; the task needs one")
+            return task.examples(items, model.tokenizer)
+
+    if layers is None:  # all layers of the series (its first checkpoint's count)
+        from laser_jax.loading import load_model
+
+        first = series[0]
+        layers = list(range(load_model(first.source, revision=first.revision, tokenizer=False).n_layers))
+    records = dynamics.run_dynamics(series, examples, args.out, layers, taus, rhos, track=track,
+                                    run_args={**source, "batch_size": args.batch_size}, info={"argv": args.argv},
+                                    log=lambda text: print(text, file=sys.stderr), batch_size=args.batch_size)
+    print(f"{len(records)} checkpoints in {Path(args.out) / dynamics.SUMMARY_CSV}")
     return 0
 
 

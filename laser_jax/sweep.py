@@ -746,7 +746,7 @@ def vocab_size(model) -> int:
 
 
 def hidden_size(model) -> int:
-    return int(model.params["blocks"]["q_proj"].shape[-2])
+    return int(model.params["blocks"]["out_proj"].shape[-1])  # the residual width (a family may have no q_proj)
 
 
 def default_variant_chunk(model, batches: Sequence[Batch], budget_bytes: int = DEFAULT_ACTIVATION_BUDGET) -> int:

@@ -16,10 +16,13 @@ One sequence (Chen, Bruna & Bietti; official ``ihead_data.py``):
   loss and the metrics use positions with count >= 2 ("repeat" triggers),
   where in-context recall is possible.
 
-The built-in statistics need no file: they are character bigrams of the
-docstrings of a fixed list of standard-library modules, reduced to the
-65-character Tiny-Shakespeare vocabulary (so the trigger is the space and the
-noise token ``'!'`` has id 2, exactly as with the paper's statistics).
+The default statistics are the paper's: the character unigram and bigram
+counts of Tiny Shakespeare (65 characters; the trigger is the space and the
+noise token ``'!'`` has id 2), shipped with the package as
+``synthetic/shakespeare_char_stats.json`` (the same numbers as the official
+code's). ``docstrings`` instead counts the docstrings of a fixed list of
+standard-library modules, reduced to the same vocabulary: no data either, but
+its numbers change with the Python version.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import functools
 import importlib
 import inspect
 import json
-import os
 import re
 from pathlib import Path
 from typing import Optional, Sequence
@@ -40,12 +42,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from laser_jax.errors import DataError
+from laser_jax.examples import Example
 
 # The 65 characters of Tiny Shakespeare, in the order of the paper's vocabulary.
 SHAKESPEARE_VOCAB = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-SHARED_DATA = Path(os.environ.get("LASER_JAX_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-PAPER_STATS = SHARED_DATA / "synthetic" / "shakespeare_char_stats.json"
-BUILTIN_MODULES = (
+SHAKESPEARE_STATS = Path(__file__).resolve().parent / "shakespeare_char_stats.json"
+DOCSTRING_MODULES = (
     "argparse", "bisect", "calendar", "collections", "contextlib", "copy", "csv", "dataclasses", "decimal",
     "difflib", "enum", "fractions", "functools", "heapq", "inspect", "json", "logging", "pathlib", "pickle",
     "pydoc", "random", "shutil", "statistics", "string", "subprocess", "tarfile", "textwrap", "threading",
@@ -145,10 +147,10 @@ def load_stats_json(path) -> BigramStats:
         raise DataError(f"cannot read bigram counts from {path}: {error}") from error
 
 
-def builtin_text() -> str:
-    """Docstrings of :data:`BUILTIN_MODULES` and their public classes and functions, dedented."""
+def docstring_text() -> str:
+    """Docstrings of :data:`DOCSTRING_MODULES` and their public classes and functions, dedented."""
     parts = []
-    for name in BUILTIN_MODULES:
+    for name in DOCSTRING_MODULES:
         try:
             module = importlib.import_module(name)
         except ImportError:  # a trimmed Python: use what is there
@@ -164,9 +166,15 @@ def builtin_text() -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def builtin_stats() -> BigramStats:
-    """Bigram statistics that need no file (see the module docstring)."""
-    return stats_from_text(builtin_text(), SHAKESPEARE_VOCAB, "builtin:stdlib-docstrings")
+def shakespeare_stats() -> BigramStats:
+    """The paper's Tiny-Shakespeare character statistics, shipped with the package (the default)."""
+    return load_stats_json(SHAKESPEARE_STATS)
+
+
+@functools.lru_cache(maxsize=None)
+def docstring_stats() -> BigramStats:
+    """Statistics of standard-library docstrings (see the module docstring; they vary with Python)."""
+    return stats_from_text(docstring_text(), SHAKESPEARE_VOCAB, "docstrings:stdlib")
 
 
 def dirichlet_stats(vocab_size: int = 65, seed: int = 0, concentration: float = 0.1) -> BigramStats:
@@ -178,21 +186,19 @@ def dirichlet_stats(vocab_size: int = 65, seed: int = 0, concentration: float = 
     return stats_from_counts(vocab, unigram * 1e6, bigram * 1e6, f"dirichlet:{vocab_size}:{seed}:{concentration}")
 
 
-def get_stats(spec: str = "builtin") -> BigramStats:
-    """``builtin``, ``shakespeare`` (the paper's JSON in ../shared/data), ``dirichlet[:SEED]``,
+def get_stats(spec: str = "shakespeare") -> BigramStats:
+    """``shakespeare`` (the paper's, shipped), ``docstrings``, ``dirichlet[:SEED]``,
     a ``.json`` file of counts, or any text file."""
-    if spec == "builtin":
-        return builtin_stats()
     if spec == "shakespeare":
-        if not PAPER_STATS.exists():
-            raise DataError(f"the paper's statistics are not at {PAPER_STATS}; use 'builtin' or a path")
-        return load_stats_json(PAPER_STATS)
+        return shakespeare_stats()
+    if spec == "docstrings":
+        return docstring_stats()
     if spec.startswith("dirichlet"):
         seed = int(spec.split(":", 1)[1]) if ":" in spec else 0
         return dirichlet_stats(seed=seed)
     path = Path(spec).expanduser()
     if not path.is_file():
-        raise DataError(f"unknown statistics {spec!r}: not builtin/shakespeare/dirichlet nor a file")
+        raise DataError(f"unknown statistics {spec!r}: not shakespeare/docstrings/dirichlet nor a file")
     if path.suffix == ".json":
         return load_stats_json(path)
     return stats_from_text(path.read_text(errors="ignore"), source=str(path))
@@ -277,3 +283,22 @@ def make_eval_set(seed: int, sampler: Sampler, task: TaskConfig, size: int, alph
         select[row, : where.size] = where
         valid[row, : where.size] = True
     return EvalSet(batch=batch, select=jnp.asarray(select), valid=jnp.asarray(valid))
+
+
+def eval_examples(evalset: EvalSet, noise_token: int) -> list[Example]:
+    """The set as :class:`laser_jax.examples.Example` items, one per repeat-trigger position.
+
+    Each prompt is the sequence up to and including the trigger, the answer the
+    next token (the sequence's output token on a clean set), the probe the
+    noise token. The sweep engine's top-1 accuracy, mean P(answer) and mean
+    P(probe) over these examples are :func:`synthetic.probes.repeat_metrics`'s
+    accuracy, p_correct and p_noise on the whole set.
+    """
+    inputs, targets = np.asarray(evalset.batch.inputs), np.asarray(evalset.batch.targets)
+    select, valid = np.asarray(evalset.select), np.asarray(evalset.valid)
+    out = []
+    for row in range(inputs.shape[0]):
+        for position in select[row][valid[row]]:
+            out.append(Example(prompt_ids=tuple(int(t) for t in inputs[row, : position + 1]),
+                               answer_ids=(int(targets[row, position]),), probe_ids=(int(noise_token),)))
+    return out

@@ -42,6 +42,7 @@ from laser_jax.errors import ConfigError
 from laser_jax.model import Model
 from laser_jax.models import base
 
+MODEL_TYPE = "laser_jax_synthetic"  # not a Hugging Face model type: these models load from laser-jax checkpoints only
 FF_KINDS = ("relu", "linear", "none")
 FROZEN_BLOCK_LEAVES = ("ff_gate", "ff_relu")
 
@@ -144,17 +145,57 @@ def attention_probs(p, cfg: SyntheticConfig, h, ctx: base.Context, select=None):
     return base.attention(q, k, onehot, ctx, base.query_index(ctx, select), base.default_scale(cfg.head_dim))
 
 
+# ----------------------------------------------------------------------------- the family
+
+
+def to_config_dict(cfg: SyntheticConfig) -> dict:
+    """The config as JSON (what a laser-jax checkpoint's manifest stores)."""
+    return {"model_type": MODEL_TYPE, **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}}
+
+
+def from_config_dict(raw: dict) -> SyntheticConfig:
+    """The inverse of :func:`to_config_dict`; unknown fields are an error."""
+    fields = {f.name for f in dataclasses.fields(SyntheticConfig)}
+    unknown = sorted(set(raw) - fields - {"model_type"})
+    if unknown:
+        raise ConfigError(f"synthetic config has unknown field {unknown[0]!r}")
+    return SyntheticConfig(**{k: tuple(v) if k == "ff" else v for k, v in raw.items() if k in fields})
+
+
+def family_name(taus: tuple[str, ...]) -> str:
+    """"synthetic" for the paper's matrices; a suffix for each option that changes them."""
+    suffix = ("-learned-q" if "q_proj" in taus else "") + ("" if "fc_in" in taus else "-no-ff")
+    return "synthetic" + suffix
+
+
 @functools.lru_cache(maxsize=None)
 def _family(taus: tuple[str, ...]) -> base.Family:
     return base.Family(
-        name="synthetic", hf_model_types=(), taus=taus,
+        name=family_name(taus), hf_model_types=(), taus=taus,
         embed=embed, attention_stage=attention_stage, mlp=mlp, head=head,
+        from_hf_config=from_config_dict, to_hf_config=to_config_dict,
     )
 
 
 def family(cfg: SyntheticConfig) -> base.Family:
-    """The "synthetic" family for this config (one object per τ set, so jit caches are shared)."""
+    """The synthetic family for this config (one object per τ set, so jit caches are shared).
+
+    It is not a Hugging Face port, so it is not in :data:`laser_jax.models.FAMILIES`;
+    :func:`laser_jax.models.get_family` finds it by name through :func:`family_named`,
+    so ``laser_jax.checkpoint.save`` / ``laser_jax.load_model`` write and read
+    synthetic models like any other family.
+    """
     return _family(cfg.taus)
+
+
+def family_named(name: str):
+    """The synthetic family called ``name`` (see :func:`family_name`), or None."""
+    for learned_q in (False, True):
+        for ff in (("relu",), ("none",)):
+            fam = family(SyntheticConfig(ff=ff, learned_q=learned_q))
+            if fam.name == name:
+                return fam
+    return None
 
 
 def as_model(cfg: SyntheticConfig, params, source: str = "synthetic") -> Model:

@@ -7,8 +7,10 @@ calls; :func:`main` parses a command line. A run
 2. trains every seed in one vmapped, jitted step, in chunks between logged steps,
 3. at each logged step evaluates the full model and every truncation variant
    (:mod:`synthetic.probes`) on the clean test set, plus the probes,
-4. optionally writes Orbax checkpoints of the training state at chosen steps
-   (and can resume from one),
+4. optionally writes, at chosen steps, Orbax checkpoints of the training state
+   (``checkpoints/step_N``, to resume from) and each seed's model as a laser-jax
+   checkpoint (``models/seed<i>/step_N``, for ``laser_jax.load_model`` and
+   ``laser-jax dynamics``, with the clean test set as ``examples.json``),
 5. trains the associative-memory toy (:mod:`synthetic.assoc_memory`),
 6. prints the before/after table and the dynamics, and with ``out_dir``
    writes ``metrics.json``, ``summary.json``, ``assoc_memory.json`` and PNG plots.
@@ -27,6 +29,7 @@ from typing import Optional, Sequence
 import jax
 import numpy as np
 
+from laser_jax.examples import save_examples
 from synthetic import assoc_memory, data, plots, probes, train
 from synthetic.presets import PRESETS, Preset, get_preset
 
@@ -96,6 +99,8 @@ def train_and_log(preset: Preset, out_dir: Optional[Path] = None, resume_from=No
     trigger = sampler.triggers[0]
     evaluate = lambda st: probes.evaluate_seeds(st.params, testset, probeset, trigger, cfg=cfg, steps=steps,  # noqa: E731
                                                 noise_token=preset.task.noise_token)
+    if preset.checkpoint_steps and out_dir is not None:  # what laser-jax dynamics scores the saved models on
+        save_examples(Path(out_dir) / "examples.json", data.eval_examples(testset, preset.task.noise_token))
     bar = _progress(preset.steps, start, progress)
     loss = np.full(preset.seeds, np.nan)
     logged = set(logged_steps(preset))
@@ -117,6 +122,7 @@ def train_and_log(preset: Preset, out_dir: Optional[Path] = None, resume_from=No
             bar.set_postfix(loss=f"{loss.mean():.3f}", p_noise=f"{full[2]:.2f}", acc=f"{full[1]:.2f}")
         if point in preset.checkpoint_steps and out_dir is not None:
             train.save_checkpoint(Path(out_dir) / "checkpoints" / f"step_{point:06d}", states)
+            train.save_models(Path(out_dir) / "models", cfg, states)
     bar.close()
     return states, history, cfg
 
@@ -283,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--alpha", type=float, default=None, help="noise probability after a trigger")
     parser.add_argument("--stats", default=None,
-                        help="builtin, shakespeare, dirichlet[:SEED], a .json of counts or a text file")
+                        help="shakespeare (default, the paper's, shipped), docstrings, dirichlet[:SEED], a .json of counts or a text file")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--log-every", type=int, default=None)
     parser.add_argument("--checkpoint-steps", type=int, nargs="*", default=None)

@@ -1,5 +1,5 @@
 """Training: optax optimizer with frozen leaves masked out, a jitted step vmapped over seeds,
-and Orbax checkpoints of the training state.
+Orbax checkpoints of the training state, and each seed's model as a laser-jax checkpoint.
 
 Role: the train state, the loss, the step, and save/restore. Every seed's
 state is stacked along a leading axis and :func:`train_steps` runs
@@ -27,7 +27,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from synthetic import data
-from synthetic.model import SyntheticConfig, forward, init_params, trainable_mask
+from synthetic.model import SyntheticConfig, as_model, forward, init_params, trainable_mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +135,20 @@ def save_checkpoint(path, states: TrainState) -> Path:
         checkpointer.save(path, states, force=True)
         checkpointer.wait_until_finished()
     return path
+
+
+def save_models(directory, cfg: SyntheticConfig, states: TrainState) -> list[Path]:
+    """Each seed's parameters as a laser-jax checkpoint ``directory/seed<i>/step_<step>`` (six digits),
+    which ``laser_jax.load_model`` restores as a synthetic-family model (e.g. for ``laser-jax dynamics``)."""
+    from laser_jax import checkpoint
+
+    steps = np.asarray(states.step).reshape(-1)
+    paths = []
+    for seed, step in enumerate(steps):
+        params = jax.tree.map(lambda leaf: leaf[seed], states.params)
+        path = Path(directory) / f"seed{seed}" / f"step_{int(step):06d}"
+        paths.append(checkpoint.save(path, as_model(cfg, params, source=f"synthetic seed {seed} step {int(step)}")))
+    return paths
 
 
 def restore_checkpoint(path, like: TrainState) -> TrainState:

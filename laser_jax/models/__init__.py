@@ -22,7 +22,19 @@ def family_for_model_type(model_type: str) -> base.Family:
     raise ConfigError(f"unknown model family {model_type!r}; supported model_type values: {', '.join(known)}")
 
 
+# Families defined outside laser_jax (not Hugging Face ports, so not in FAMILIES): a name prefix and the
+# module whose ``family_named(name)`` returns them. A checkpoint names its family, so they load on first use.
+EXTERNAL_FAMILIES = {"synthetic": "synthetic.model"}
+
+
 def get_family(name: str) -> base.Family:
+    module = EXTERNAL_FAMILIES.get(name.split("-")[0])
+    if name not in FAMILIES and module is not None:
+        import importlib
+
+        family = importlib.import_module(module).family_named(name)
+        if family is not None:
+            return family
     if name not in FAMILIES:
         raise ConfigError(f"unknown model family {name!r}; known: {', '.join(sorted(FAMILIES))}")
     return FAMILIES[name]

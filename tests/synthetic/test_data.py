@@ -15,7 +15,7 @@ SIZE = 1024  # one batch size everywhere: one compilation
 
 @pytest.fixture(scope="module")
 def stats():
-    return data.builtin_stats()
+    return data.get_stats()  # the default: the shipped Tiny-Shakespeare statistics
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +28,30 @@ def batch(sampler):
     return jax.device_get(data.sample_batch_jit(jax.random.PRNGKey(0), sampler, TASK, SIZE, TASK.alpha))
 
 
-def test_builtin_stats_need_no_file_and_match_the_paper_vocabulary(stats):
-    assert stats.vocab == tuple(data.SHAKESPEARE_VOCAB)
+def test_default_stats_are_the_shipped_tiny_shakespeare_counts(stats):
+    assert stats is data.shakespeare_stats() and stats.vocab == tuple(data.SHAKESPEARE_VOCAB)
+    raw = json.loads(data.SHAKESPEARE_STATS.read_text())
+    assert sum(raw["unigram_counts"]) == 1_115_394  # Tiny Shakespeare's length in characters
+    np.testing.assert_array_equal(stats.unigram, np.asarray(raw["unigram_counts"]) / 1_115_394)
     np.testing.assert_allclose(stats.bigram.sum(1), 1.0, atol=1e-12)
-    assert stats.triggers(1).tolist() == [1]  # the space, as in Tiny Shakespeare
-    top = stats.triggers(3)
-    assert (np.diff(stats.unigram[top]) <= 0).all() and stats.unigram[top[-1]] >= np.sort(stats.unigram)[-3]
-    assert 0.1 < stats.unigram[1] < 0.25
+    assert stats.triggers(1).tolist() == [1]  # the space
+    assert stats.unigram[1] == 169892 / 1_115_394 and stats.vocab[2] == "!"
+
+
+def test_shipped_stats_equal_the_papers_file():
+    from tests.conftest import shared_file
+
+    paper = json.loads(shared_file("synthetic", "shakespeare_char_stats.json").read_text())
+    assert json.loads(data.SHAKESPEARE_STATS.read_text()) == paper
+
+
+def test_docstring_stats_need_no_file_and_use_the_same_vocabulary():
+    stats = data.get_stats("docstrings")
+    assert stats.vocab == tuple(data.SHAKESPEARE_VOCAB) and stats.source == "docstrings:stdlib"
+    np.testing.assert_allclose(stats.bigram.sum(1), 1.0, atol=1e-12)
+    assert stats.triggers(1).tolist() == [1] and 0.1 < stats.unigram[1] < 0.25  # the space is the trigger here too
+    with pytest.raises(DataError, match="not shakespeare/docstrings/dirichlet"):
+        data.get_stats("builtin")
 
 
 def test_triggers_and_counts(batch):

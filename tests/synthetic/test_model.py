@@ -8,16 +8,20 @@ import numpy as np
 import pytest
 
 from laser_jax.errors import ConfigError
-from laser_jax.models import FAMILIES, base
+from laser_jax.models import FAMILIES, base, get_family
 from synthetic import model as M
 
 CFG = M.SyntheticConfig(vocab_size=11, seq_len=12, d_model=8, mlp_ratio=2)
 IDS = jax.random.randint(jax.random.PRNGKey(3), (3, 12), 0, 11)
 
 
-def test_family_is_synthetic_and_not_registered():
+def test_family_is_synthetic_found_by_name_and_not_registered():
     fam = M.family(CFG)
-    assert fam.name == "synthetic" and "synthetic" not in FAMILIES
+    assert fam.name == "synthetic" and "synthetic" not in FAMILIES  # the registry holds Hugging Face ports only
+    assert get_family("synthetic") is fam  # so laser_jax.load_model restores its checkpoints
+    assert get_family("synthetic-learned-q-no-ff").taus == ("q_proj", "k_proj", "v_proj", "out_proj")
+    with pytest.raises(ConfigError, match="unknown model family 'synthetic-x'"):
+        get_family("synthetic-x")
     assert fam.taus == ("k_proj", "v_proj", "out_proj", "fc_in", "fc_out")
     assert M.family(dataclasses.replace(CFG, learned_q=True)).taus[0] == "q_proj"
     assert M.family(dataclasses.replace(CFG, ff=("none", "none"))).taus == ("k_proj", "v_proj", "out_proj")

@@ -35,3 +35,24 @@ def test_format_table_and_checks():
     assert all(run.checks(summary, 0.5).values())
     text = run.format_table(summary, run.resolve("quick"))
     assert "layer2_ff_rho0" in text and "NO" not in text
+
+
+def test_presets_follow_the_official_script():
+    """paper logs every 10 steps through step 1,000 (the official script: every 5), then every 100;
+    every preset uses the shipped Tiny-Shakespeare statistics by default."""
+    paper = run.logged_steps(run.get_preset("paper"))
+    assert paper[:101] == list(range(0, 1001, 10)) and paper[101:] == list(range(1100, 5001, 100))
+    assert {run.get_preset(name).stats for name in ("quick", "paper", "tiny")} == {"shakespeare"}
+    assert run.get_preset("quick").steps == 1000 and run.get_preset("paper").seeds == 3
+
+
+def test_two_runs_print_the_same_numbers(capsys):
+    """Everything is seeded: a second run prints the same table (the wall time aside) and logs the same bits."""
+    outputs, histories = [], []
+    for _ in range(2):
+        result = run.run_experiment("tiny", None, assoc=False, make_plots=False, progress=False, verbose=True)
+        outputs.append([line for line in capsys.readouterr().out.splitlines() if not line.startswith("wall time")])
+        histories.append(result["history"])
+    assert outputs[0] == outputs[1] and any(line.startswith("layer2_ff_rho0") for line in outputs[0])
+    np.testing.assert_array_equal(np.asarray(histories[0].metrics), np.asarray(histories[1].metrics))
+    np.testing.assert_array_equal(np.asarray(histories[0].probes), np.asarray(histories[1].probes))
