@@ -129,7 +129,8 @@ def _build(hf_config: dict, state: dict, dtype, tok, source: str) -> Model:
     except KeyError as error:
         raise ConfigError(f"{family.name}: config of {source!r} lacks the field {error.args[0]!r}") from None
     rules = family.hf_rules(cfg)
-    tree = from_hf_state(family.name, rules, cfg.n_layers, cfg, state, family.ignored_hf_keys)
+    constants = family.layer_constants(cfg) if family.layer_constants is not None else None
+    tree = from_hf_state(family.name, rules, cfg.n_layers, cfg, state, family.ignored_hf_keys, constants)
     params = base.cast_params(_to_jax(tree), dtype)
     return Model(family=family, config=cfg, params=params, tokenizer=tok, source=source)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from laser_jax.errors import ConfigError
-from laser_jax.models import base, gpt2, gpt_neox, gptj, llama
+from laser_jax.models import base, gemma3, gpt2, gpt_neox, gptj, llama
 
 FAMILIES: dict[str, base.Family] = {}
 
@@ -28,5 +28,5 @@ def get_family(name: str) -> base.Family:
     return FAMILIES[name]
 
 
-for _family in (gpt2.FAMILY, gpt_neox.FAMILY, gptj.FAMILY, llama.FAMILY):
+for _family in (gpt2.FAMILY, gpt_neox.FAMILY, gptj.FAMILY, llama.FAMILY, gemma3.FAMILY):
     register(_family)

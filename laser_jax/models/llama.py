@@ -1,8 +1,10 @@
-"""LLaMA (also Mistral without a sliding window, and SmolLM2): RMSNorm, rotary, SwiGLU, grouped-query attention.
+"""LLaMA (also Mistral, with its sliding window, and SmolLM2): RMSNorm, rotary, SwiGLU, grouped-query attention.
 
 The MLP is ``down(silu(gate(x)) * up(x))``: our ``fc_in`` is ``gate_proj``,
 ``fc_up`` is ``up_proj`` and ``fc_out`` is ``down_proj``. ``k_proj`` and
-``v_proj`` map to ``num_key_value_heads * head_dim`` features. With
+``v_proj`` map to ``num_key_value_heads * head_dim`` features. Mistral's
+``sliding_window`` (every layer the same) limits each query to the last
+``sliding_window`` keys, as transformers does; LLaMA has none. With
 ``tie_word_embeddings`` the head multiplies by the token table and any stored
 ``lm_head.weight`` is ignored, as in Hugging Face.
 """
@@ -10,6 +12,7 @@ The MLP is ``down(silu(gate(x)) * up(x))``: our ``fc_in`` is ``gate_proj``,
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 from laser_jax.models import base
 from laser_jax.models.convert import Rule, linear_rule, vector_rule
@@ -29,7 +32,8 @@ class LlamaConfig:
     rope_theta: float = 10000.0
     activation: str = "silu"
     tie_embeddings: bool = False
-    model_type: str = "llama"  # or "mistral" (no sliding window): the same computation
+    model_type: str = "llama"  # or "mistral": the same computation, plus an optional sliding window
+    sliding_window: Optional[int] = None  # Mistral only
 
 
 PRESETS = {
@@ -49,13 +53,13 @@ def from_hf_config(hf: dict) -> LlamaConfig:
     base.require(hf, "hidden_act", tuple(base.ACTIVATIONS), name, "silu")
     base.require(hf, "attention_bias", False, name, False)
     base.require(hf, "mlp_bias", False, name, False)
-    base.require(hf, "sliding_window", None, name, None)
+    if model_type == "llama":  # transformers' LLaMA has no window: refuse a field it would ignore
+        base.require(hf, "sliding_window", None, name, None)
+    window = base.sliding_window(hf, name)
     base.require(hf, "tie_word_embeddings", (True, False), name, False)
     theta, _ = base.rope_settings(hf, name)
-    d_model, heads = hf["hidden_size"], hf["num_attention_heads"]
-    kv_heads = hf.get("num_key_value_heads") or heads
-    if heads % kv_heads:
-        raise base.ConfigError(f"{name}: unsupported config num_key_value_heads={kv_heads} (must divide num_attention_heads={heads})")
+    d_model = hf["hidden_size"]
+    heads, kv_heads = base.grouped_heads(hf, name)
     return LlamaConfig(
         vocab_size=hf["vocab_size"],
         max_position_embeddings=hf.get("max_position_embeddings", 2048),
@@ -70,6 +74,7 @@ def from_hf_config(hf: dict) -> LlamaConfig:
         activation=hf.get("hidden_act", "silu"),
         tie_embeddings=hf.get("tie_word_embeddings", False),
         model_type=model_type,
+        sliding_window=window,
     )
 
 
@@ -92,7 +97,7 @@ def to_hf_config(cfg: LlamaConfig) -> dict:
         "hidden_act": cfg.activation,
         "attention_bias": False,
         "mlp_bias": False,
-        "sliding_window": None,
+        "sliding_window": cfg.sliding_window,
         "tie_word_embeddings": cfg.tie_embeddings,
     }
 
@@ -126,14 +131,14 @@ def embed(params, cfg: LlamaConfig, ids, ctx: base.Context):
 def attention_stage(p, cfg: LlamaConfig, h, ctx: base.Context, select=None):
     x = base.rms_norm(h, p["ln_1_scale"], cfg.rms_norm_eps)
     rotary = (cfg.head_dim, cfg.rope_theta, False)
-    attn = base.self_attention(p, x, ctx, select, cfg.n_heads, cfg.n_kv_heads, base.default_scale(cfg.head_dim), rotary)
+    attn = base.self_attention(p, x, ctx, select, cfg.n_heads, cfg.n_kv_heads, base.default_scale(cfg.head_dim), rotary,
+                               cfg.sliding_window)
     residual = base.gather_positions(h, select) + attn
     return residual, base.rms_norm(residual, p["ln_2_scale"], cfg.rms_norm_eps)
 
 
 def mlp(p, cfg: LlamaConfig, x):
-    gate = base.ACTIVATIONS[cfg.activation](base.linear(x, p["fc_in"]))
-    return base.linear(gate * base.linear(x, p["fc_up"]), p["fc_out"])
+    return base.gated_mlp(p, cfg, x)
 
 
 def head(params, cfg: LlamaConfig, h):
