@@ -138,7 +138,8 @@ REFUSED = [
     (llama.PRESETS["llama-2-7b"], {"hidden_act": "xielu"}, "hidden_act"),
     (llama.PRESETS["llama-2-7b"], {"rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0}}, "rope_type='llama3'"),
     (llama.PRESETS["llama-2-7b"], {"rope_scaling": {"type": "linear", "factor": 2.0}}, "rope_type='linear'"),
-    (llama.PRESETS["llama-2-7b"], {"model_type": "mistral", "sliding_window": 4096}, "sliding_window"),
+    (llama.PRESETS["llama-2-7b"], {"sliding_window": 4096}, "sliding_window=4096"),  # LLaMA has no window
+    (llama.PRESETS["llama-2-7b"], {"model_type": "mistral", "sliding_window": 0}, "sliding_window=0"),
     (llama.PRESETS["llama-2-7b"], {"num_key_value_heads": 5}, "num_key_value_heads"),
     (llama.PRESETS["smollm2-135m"], {"model_type": "qwen2"}, "model_type"),
 ]
