@@ -120,6 +120,20 @@ def test_a_corrupt_gguf_file_is_refused(tmp_path):
     raises_one_line(SourceError, r"broken\.gguf is not a readable GGUF file", load_model, path)
 
 
+def test_a_gguf_file_of_an_unported_architecture_is_refused(tmp_path):
+    gguf = pytest.importorskip("gguf")
+    path = tmp_path / "falcon.gguf"
+    writer = gguf.GGUFWriter(str(path), "falcon")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    raises_one_line(SourceError, r"GGUF architecture 'falcon' of falcon\.gguf is not supported \(laser-jax reads: .*gemma3.*\)",
+                    load_model, path)
+
+
 # ----------------------------------------------------------------------------- unsupported configs, every family
 
 REFUSED = [

@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from laser_jax.models import base
-from laser_jax.models.convert import Rule, linear_rule, vector_rule
+from laser_jax.models import base, llama
+from laser_jax.models.convert import Rule, vector_rule
 
 SLIDING, FULL = "sliding_attention", "full_attention"
 DEFAULT_PATTERN = 6  # transformers' default: every sixth layer is global
@@ -160,29 +160,16 @@ def to_hf_config(cfg: Gemma3Config) -> dict:
 
 
 def hf_rules(cfg: Gemma3Config) -> tuple[Rule, ...]:
-    d, f, dh = (lambda c: c.d_model), (lambda c: c.d_mlp), (lambda c: c.head_dim)
-    q, kv = (lambda c: c.n_heads * c.head_dim), (lambda c: c.n_kv_heads * c.head_dim)
-    h = "model.layers.{layer}."
-    rules = (
-        Rule("model.embed_tokens.weight", ("embed/embed_tokens",), lambda c: (c.vocab_size, c.d_model)),
+    d, dh = (lambda c: c.d_model), (lambda c: c.head_dim)
+    h = llama.LAYER
+    return llama.embedding_rules(cfg) + llama.projection_rules() + (
         vector_rule(h + "input_layernorm.weight", "blocks/ln_1_scale", d),
-        linear_rule(h + "self_attn.q_proj.weight", "blocks/q_proj", d, q),
-        linear_rule(h + "self_attn.k_proj.weight", "blocks/k_proj", d, kv),
-        linear_rule(h + "self_attn.v_proj.weight", "blocks/v_proj", d, kv),
-        linear_rule(h + "self_attn.o_proj.weight", "blocks/out_proj", q, d),
         vector_rule(h + "self_attn.q_norm.weight", "blocks/q_norm_scale", dh),
         vector_rule(h + "self_attn.k_norm.weight", "blocks/k_norm_scale", dh),
         vector_rule(h + "post_attention_layernorm.weight", "blocks/post_attn_norm_scale", d),
         vector_rule(h + "pre_feedforward_layernorm.weight", "blocks/ln_2_scale", d),
-        linear_rule(h + "mlp.gate_proj.weight", "blocks/fc_in", d, f),
-        linear_rule(h + "mlp.up_proj.weight", "blocks/fc_up", d, f),
-        linear_rule(h + "mlp.down_proj.weight", "blocks/fc_out", f, d),
         vector_rule(h + "post_feedforward_layernorm.weight", "blocks/post_mlp_norm_scale", d),
-        vector_rule("model.norm.weight", "final/norm_scale", d),
     )
-    if cfg.tie_embeddings:
-        return rules
-    return rules + (linear_rule("lm_head.weight", "final/lm_head", d, lambda c: c.vocab_size),)
 
 
 def layer_constants(cfg: Gemma3Config) -> dict[str, np.ndarray]:

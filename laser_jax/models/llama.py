@@ -102,26 +102,42 @@ def to_hf_config(cfg: LlamaConfig) -> dict:
     }
 
 
-def hf_rules(cfg: LlamaConfig) -> tuple[Rule, ...]:
+LAYER = "model.layers.{layer}."
+
+
+def projection_rules() -> tuple[Rule, ...]:
+    """The attention and gated-MLP projections of a LLaMA-style block (``self_attn.*_proj``, ``mlp.*_proj``),
+    shared by the families that name them as LLaMA does."""
     d, f = (lambda c: c.d_model), (lambda c: c.d_mlp)
     q, kv = (lambda c: c.n_heads * c.head_dim), (lambda c: c.n_kv_heads * c.head_dim)
-    h = "model.layers.{layer}."
+    return (
+        linear_rule(LAYER + "self_attn.q_proj.weight", "blocks/q_proj", d, q),
+        linear_rule(LAYER + "self_attn.k_proj.weight", "blocks/k_proj", d, kv),
+        linear_rule(LAYER + "self_attn.v_proj.weight", "blocks/v_proj", d, kv),
+        linear_rule(LAYER + "self_attn.o_proj.weight", "blocks/out_proj", q, d),
+        linear_rule(LAYER + "mlp.gate_proj.weight", "blocks/fc_in", d, f),
+        linear_rule(LAYER + "mlp.up_proj.weight", "blocks/fc_up", d, f),
+        linear_rule(LAYER + "mlp.down_proj.weight", "blocks/fc_out", f, d),
+    )
+
+
+def embedding_rules(cfg) -> tuple[Rule, ...]:
+    """``model.embed_tokens``, ``model.norm`` and, unless the embeddings are tied, ``lm_head``."""
     rules = (
         Rule("model.embed_tokens.weight", ("embed/embed_tokens",), lambda c: (c.vocab_size, c.d_model)),
-        vector_rule(h + "input_layernorm.weight", "blocks/ln_1_scale", d),
-        linear_rule(h + "self_attn.q_proj.weight", "blocks/q_proj", d, q),
-        linear_rule(h + "self_attn.k_proj.weight", "blocks/k_proj", d, kv),
-        linear_rule(h + "self_attn.v_proj.weight", "blocks/v_proj", d, kv),
-        linear_rule(h + "self_attn.o_proj.weight", "blocks/out_proj", q, d),
-        vector_rule(h + "post_attention_layernorm.weight", "blocks/ln_2_scale", d),
-        linear_rule(h + "mlp.gate_proj.weight", "blocks/fc_in", d, f),
-        linear_rule(h + "mlp.up_proj.weight", "blocks/fc_up", d, f),
-        linear_rule(h + "mlp.down_proj.weight", "blocks/fc_out", f, d),
-        vector_rule("model.norm.weight", "final/norm_scale", d),
+        vector_rule("model.norm.weight", "final/norm_scale", lambda c: c.d_model),
     )
     if cfg.tie_embeddings:
         return rules
-    return rules + (linear_rule("lm_head.weight", "final/lm_head", d, lambda c: c.vocab_size),)
+    return rules + (linear_rule("lm_head.weight", "final/lm_head", lambda c: c.d_model, lambda c: c.vocab_size),)
+
+
+def hf_rules(cfg: LlamaConfig) -> tuple[Rule, ...]:
+    d = lambda c: c.d_model  # noqa: E731
+    return embedding_rules(cfg) + projection_rules() + (
+        vector_rule(LAYER + "input_layernorm.weight", "blocks/ln_1_scale", d),
+        vector_rule(LAYER + "post_attention_layernorm.weight", "blocks/ln_2_scale", d),
+    )
 
 
 def embed(params, cfg: LlamaConfig, ids, ctx: base.Context):
