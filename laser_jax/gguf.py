@@ -81,13 +81,15 @@ def gemma_tensor(gguf_name: str, hf_name: str, weights: np.ndarray, hf_config: d
 ARCHITECTURES = {"llama": llama_tensor, "gemma3": gemma_tensor}
 
 
-def gguf_architecture(path: Path) -> str:
-    """The ``general.architecture`` of a GGUF file (a cheap, memory-mapped read)."""
+def open_gguf(path: Path):
+    """A ``gguf.GGUFReader`` of the file (memory-mapped; it parses every metadata field, the
+    tokenizer's too, so one reader serves all reads) and its ``general.architecture``."""
     from gguf import GGUFReader
 
     try:
-        field = GGUFReader(str(path)).fields["general.architecture"]
-        return bytes(field.parts[field.data[0]]).decode()
+        reader = GGUFReader(str(path))
+        field = reader.fields["general.architecture"]
+        return reader, bytes(field.parts[field.data[0]]).decode()
     except Exception as error:  # gguf raises many types for a bad file
         raise SourceError(f"{path} is not a readable GGUF file: {type(error).__name__}: {error}") from error
 
@@ -103,7 +105,7 @@ def read_gguf(path, with_tokenizer: bool = True):
         from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
     except ImportError as error:
         raise SourceError(f"reading {path.name} needs the gguf extra: pip install 'laser-jax[gguf]' ({error})") from error
-    architecture = gguf_architecture(path)
+    reader, architecture = open_gguf(path)
     if architecture not in ARCHITECTURES:
         raise SourceError(f"GGUF architecture {architecture!r} of {path.name} is not supported "
                           f"(laser-jax reads: {', '.join(sorted(ARCHITECTURES))})")
@@ -112,7 +114,7 @@ def read_gguf(path, with_tokenizer: bool = True):
     except Exception as error:  # gguf and transformers raise many types for a bad file
         raise SourceError(f"{path} is not a readable GGUF file: {type(error).__name__}: {error}") from error
     hf_config = complete_config(metadata["config"])
-    state = read_tensors(path, hf_config, architecture)
+    state = read_tensors(reader, hf_config, architecture, path.name)
     tokenizer = None
     if with_tokenizer:
         from transformers import AutoTokenizer
@@ -138,9 +140,9 @@ def complete_config(gguf_config: dict) -> dict:
     return hf
 
 
-def read_tensors(path: Path, hf_config: dict, architecture: str) -> dict[str, np.ndarray]:
+def read_tensors(reader, hf_config: dict, architecture: str, file_name: str) -> dict[str, np.ndarray]:
     """Every tensor of the file, dequantized, under the Hugging Face name the family expects."""
-    from gguf import MODEL_ARCH_NAMES, GGUFReader, dequantize, get_tensor_name_map
+    from gguf import MODEL_ARCH_NAMES, dequantize, get_tensor_name_map
 
     from laser_jax.models import family_for_model_type
 
@@ -150,9 +152,9 @@ def read_tensors(path: Path, hf_config: dict, architecture: str) -> dict[str, np
     names = hf_names_by_gguf_name(family.hf_rules(cfg), cfg.n_layers, get_tensor_name_map(arch, cfg.n_layers))
     to_hf = ARCHITECTURES[architecture]
     state = {}
-    for tensor in GGUFReader(str(path)).tensors:
+    for tensor in reader.tensors:
         if tensor.name not in names:
-            raise ConversionError(f"{path.name}: GGUF tensor {tensor.name!r} has no place in the {family.name} conversion table")
+            raise ConversionError(f"{file_name}: GGUF tensor {tensor.name!r} has no place in the {family.name} conversion table")
         hf_name = names[tensor.name]
         state[hf_name] = to_hf(tensor.name, hf_name, np.asarray(dequantize(tensor.data, tensor.tensor_type)), hf_config)
     return state
@@ -171,5 +173,5 @@ def hf_names_by_gguf_name(rules, n_layers: int, name_map) -> dict[str, str]:
     return names
 
 
-__all__ = ["read_gguf", "smollm2_path", "gemma3_path", "gguf_architecture", "complete_config", "read_tensors", "unpermute_rotary_rows",
+__all__ = ["read_gguf", "smollm2_path", "gemma3_path", "open_gguf", "complete_config", "read_tensors", "unpermute_rotary_rows",
            "ARCHITECTURES"]
