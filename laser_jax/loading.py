@@ -22,7 +22,7 @@ from laser_jax.models.convert import from_hf_state
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
 # Real models shipped in PyPI packages, by a short name: the function (in laser_jax.gguf) that finds the file. The name
 # is what a run directory records, so no machine's path is written into a committed result.
-PACKAGED_MODELS = {"smollm2": "smollm2_path"}
+PACKAGED_MODELS = {"smollm2": "smollm2_path", "gemma3-270m": "gemma3_path"}
 
 
 def packaged_path(name: str) -> Optional[Path]:
@@ -35,7 +35,7 @@ def packaged_path(name: str) -> Optional[Path]:
 
 
 def load_model(source, *, revision: Optional[str] = None, dtype=jnp.float32, tokenizer: bool = True) -> Model:
-    """Load a model from a hub id, a local directory, a ``.gguf`` file or a packaged model's name (``smollm2``).
+    """Load a model from a hub id, a local directory, a ``.gguf`` file or a packaged model's name (``smollm2``, ``gemma3-270m``).
 
     ``revision`` selects a hub branch, tag or commit (e.g. Pythia's ``step3000``).
     ``dtype`` is the parameter dtype (float32, bfloat16 or float16).
@@ -141,7 +141,8 @@ def _build(hf_config: dict, state: dict, dtype, tok, source: str) -> Model:
     except KeyError as error:
         raise ConfigError(f"{family.name}: config of {source!r} lacks the field {error.args[0]!r}") from None
     rules = family.hf_rules(cfg)
-    tree = from_hf_state(family.name, rules, cfg.n_layers, cfg, state, family.ignored_hf_keys)
+    constants = family.layer_constants(cfg) if family.layer_constants is not None else None
+    tree = from_hf_state(family.name, rules, cfg.n_layers, cfg, state, family.ignored_hf_keys, constants)
     params = base.cast_params(_to_jax(tree), dtype)
     return Model(family=family, config=cfg, params=params, tokenizer=tok, source=source)
 

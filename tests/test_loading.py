@@ -120,6 +120,20 @@ def test_a_corrupt_gguf_file_is_refused(tmp_path):
     raises_one_line(SourceError, r"broken\.gguf is not a readable GGUF file", load_model, path)
 
 
+def test_a_gguf_file_of_an_unported_architecture_is_refused(tmp_path):
+    gguf = pytest.importorskip("gguf")
+    path = tmp_path / "falcon.gguf"
+    writer = gguf.GGUFWriter(str(path), "falcon")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    raises_one_line(SourceError, r"GGUF architecture 'falcon' of falcon\.gguf is not supported \(laser-jax reads: .*gemma3.*\)",
+                    load_model, path)
+
+
 # ----------------------------------------------------------------------------- unsupported configs, every family
 
 REFUSED = [
@@ -138,7 +152,8 @@ REFUSED = [
     (llama.PRESETS["llama-2-7b"], {"hidden_act": "xielu"}, "hidden_act"),
     (llama.PRESETS["llama-2-7b"], {"rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0}}, "rope_type='llama3'"),
     (llama.PRESETS["llama-2-7b"], {"rope_scaling": {"type": "linear", "factor": 2.0}}, "rope_type='linear'"),
-    (llama.PRESETS["llama-2-7b"], {"model_type": "mistral", "sliding_window": 4096}, "sliding_window"),
+    (llama.PRESETS["llama-2-7b"], {"sliding_window": 4096}, "sliding_window=4096"),  # LLaMA has no window
+    (llama.PRESETS["llama-2-7b"], {"model_type": "mistral", "sliding_window": 0}, "sliding_window=0"),
     (llama.PRESETS["llama-2-7b"], {"num_key_value_heads": 5}, "num_key_value_heads"),
     (llama.PRESETS["smollm2-135m"], {"model_type": "qwen2"}, "model_type"),
 ]

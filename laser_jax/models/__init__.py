@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from laser_jax.errors import ConfigError
-from laser_jax.models import base, gpt2, gpt_neox, gptj, llama, phi, qwen2, qwen3
+from laser_jax.models import base, gemma3, gpt2, gpt_neox, gptj, llama, phi, qwen2, qwen3
 
 FAMILIES: dict[str, base.Family] = {}
 
@@ -40,5 +40,6 @@ def get_family(name: str) -> base.Family:
     return FAMILIES[name]
 
 
-for _family in (gpt2.FAMILY, gpt_neox.FAMILY, gptj.FAMILY, llama.FAMILY, qwen2.FAMILY, qwen3.FAMILY, phi.FAMILY):
+for _family in (gpt2.FAMILY, gpt_neox.FAMILY, gptj.FAMILY, llama.FAMILY, qwen2.FAMILY, qwen3.FAMILY, phi.FAMILY,
+                gemma3.FAMILY):
     register(_family)

@@ -187,8 +187,25 @@ def apply_rotary(x: Array, cos: Array, sin: Array, rotary_dim: int, interleaved:
     return jnp.concatenate([out.astype(x.dtype), rest], axis=-1)
 
 
-def attention(q: Array, k: Array, v: Array, ctx: Context, q_index: Array, scale: float) -> Array:
-    """Causal multi-head (or grouped-query) attention with padding mask.
+def attention_mask(ctx: Context, q_index: Array, n_keys: int, window: Optional[int] = None) -> Array:
+    """Which keys each query may see, [B, A, T] bool: causal, not padding, and within ``window``.
+
+    ``window`` (Mistral's, and Gemma's local layers' ``sliding_window``) keeps
+    the keys at sequence indices ``q - window < k <= q``, as transformers'
+    sliding-window mask does; None keeps every earlier key. The window is a
+    per-layer fact, so it is an argument here rather than part of the per-batch
+    :class:`Context`.
+    """
+    key_index = jnp.arange(n_keys, dtype=jnp.int32)[None, None, :]
+    allowed = (key_index <= q_index[:, :, None]) & ctx.key_mask[:, None, :]
+    if window is not None:
+        allowed = allowed & (key_index > q_index[:, :, None] - window)
+    return allowed
+
+
+def attention(q: Array, k: Array, v: Array, ctx: Context, q_index: Array, scale: float,
+              window: Optional[int] = None) -> Array:
+    """Causal multi-head (or grouped-query) attention with padding mask and optional sliding window.
 
     q [B, A, H, Dh] at sequence indices ``q_index`` [B, A]; k, v [B, T, Hkv, Dh].
     Returns [B, A, H, Dh]. Scores and softmax run in float32.
@@ -198,21 +215,21 @@ def attention(q: Array, k: Array, v: Array, ctx: Context, q_index: Array, scale:
         k = jnp.repeat(k, heads // kv_heads, axis=2)
         v = jnp.repeat(v, heads // kv_heads, axis=2)
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
-    key_index = jnp.arange(k.shape[1], dtype=jnp.int32)
-    allowed = (key_index[None, None, :] <= q_index[:, :, None]) & ctx.key_mask[:, None, :]
+    allowed = attention_mask(ctx, q_index, k.shape[1], window)
     scores = jnp.where(allowed[:, None], scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
     return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
 
 
 def self_attention(p: Params, x: Array, ctx: Context, select: Optional[Array], heads: int, kv_heads: int,
-                   scale: float, rotary: Optional[tuple[int, float, bool]] = None,
+                   scale: float, rotary: Optional[tuple[int, float, bool]] = None, window: Optional[int] = None,
                    qk_norm: Optional[Callable[[Array, Array], Array]] = None) -> Array:
     """The attention sublayer on normed input x [B, T, d]: projections, RoPE, attention, output map.
 
     Reads ``q_proj k_proj v_proj out_proj`` and the optional biases ``q_bias k_bias
     v_bias out_bias`` from the block parameters ``p``. ``rotary`` is
     ``(rotary_dim, theta, interleaved)`` for rotary position embeddings, else None.
+    ``window`` is a sliding attention window (see :func:`attention_mask`).
     ``qk_norm(x, scale)``, when given, normalises each query and key head before
     RoPE with the scales ``q_norm_scale`` and ``k_norm_scale`` of ``p``.
     Returns [B, T, d], or [B, A, d] at the sequence indices ``select``.
@@ -227,7 +244,7 @@ def self_attention(p: Params, x: Array, ctx: Context, select: Optional[Array], h
         cos, sin = rotary_angles(ctx.positions, rotary_dim, theta)
         k = apply_rotary(k, cos, sin, rotary_dim, interleaved)
         q = apply_rotary(q, gather_positions(cos, select), gather_positions(sin, select), rotary_dim, interleaved)
-    attn = attention(q, k, v, ctx, query_index(ctx, select), scale)
+    attn = attention(q, k, v, ctx, query_index(ctx, select), scale, window)
     return linear(merge_heads(attn), p["out_proj"], p.get("out_bias"))
 
 
@@ -243,6 +260,12 @@ def biased_mlp(p: Params, cfg, x: Array) -> Array:
     """The two-matrix MLP ``fc_out(act(fc_in(x)))`` with biases; ``cfg.activation`` names ``act``."""
     hidden = ACTIVATIONS[cfg.activation](linear(x, p["fc_in"], p["fc_in_bias"]))
     return linear(hidden, p["fc_out"], p["fc_out_bias"])
+
+
+def gated_mlp(p: Params, cfg, x: Array) -> Array:
+    """The gated MLP ``fc_out(act(fc_in(x)) * fc_up(x))`` (LLaMA's SwiGLU, Gemma's GeGLU); ``cfg.activation`` names ``act``."""
+    gate = ACTIVATIONS[cfg.activation](linear(x, p["fc_in"]))
+    return linear(gate * linear(x, p["fc_up"]), p["fc_out"])
 
 
 def final_layer_norm(params: Params, cfg, h: Array) -> Array:
@@ -269,6 +292,11 @@ class Family:
     - ``from_hf_config(dict) -> cfg``: refuses fields the port does not implement.
     - ``hf_rules(cfg) -> tuple[Rule, ...]``: the declarative name-mapping table.
     - ``to_hf_config(cfg) -> dict``: the inverse of ``from_hf_config``.
+    - ``layer_constants(cfg) -> {"blocks/name": array [n_layers]}``: per-layer
+      facts that come from the config, not the checkpoint (e.g. which layers
+      use a sliding window). They are stored as block leaves so that code
+      running with a traced layer index (``run_blocks``) reads them; export
+      leaves them out, the config carries them.
     """
 
     name: str
@@ -282,6 +310,7 @@ class Family:
     hf_rules: Optional[Callable] = None
     to_hf_config: Optional[Callable] = None
     ignored_hf_keys: tuple[str, ...] = ()  # regexes of buffers that carry no weights
+    layer_constants: Optional[Callable] = None
 
     def __repr__(self) -> str:
         return f"Family({self.name!r})"
@@ -386,6 +415,23 @@ def require(hf: dict, field: str, allowed, family: str, default=None) -> Any:
     return value
 
 
+def grouped_heads(hf: dict, family: str) -> tuple[int, int]:
+    """``(num_attention_heads, num_key_value_heads)`` of an HF config; the KV heads must divide the heads."""
+    heads = hf["num_attention_heads"]
+    kv_heads = hf.get("num_key_value_heads") or heads
+    if heads % kv_heads:
+        raise ConfigError(f"{family}: unsupported config num_key_value_heads={kv_heads} (must divide num_attention_heads={heads})")
+    return heads, kv_heads
+
+
+def sliding_window(hf: dict, family: str) -> Optional[int]:
+    """An HF config's ``sliding_window``: None (no window) or a positive integer; anything else is refused."""
+    window = hf.get("sliding_window")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise ConfigError(f"{family}: unsupported config sliding_window={window!r} (must be a positive integer or None)")
+    return window
+
+
 def rope_settings(hf: dict, family: str, theta_field: str = "rope_theta", fraction_field: Optional[str] = None,
                   default_theta: float = 10000.0, default_fraction: float = 1.0) -> tuple[float, float]:
     """``(theta, rotary fraction)`` of an HF config, new style or legacy; refuses scaled RoPE.
@@ -407,8 +453,8 @@ def rope_settings(hf: dict, family: str, theta_field: str = "rope_theta", fracti
 
 __all__ = [
     "TAUS", "ATTENTION_TAUS", "MLP_TAUS", "LowRank", "linear", "Context", "make_context", "gather_positions",
-    "query_index", "layer_norm", "rms_norm", "ACTIVATIONS", "rotary_angles", "apply_rotary", "attention",
-    "self_attention", "biased_mlp", "final_layer_norm", "split_heads", "merge_heads", "Family", "block", "n_layers", "layer_params", "run_blocks", "forward",
+    "query_index", "layer_norm", "rms_norm", "ACTIVATIONS", "rotary_angles", "apply_rotary", "attention_mask",
+    "attention", "self_attention", "biased_mlp", "gated_mlp", "final_layer_norm", "split_heads", "merge_heads", "Family", "block", "n_layers", "layer_params", "run_blocks", "forward",
     "check_tau", "check_layer", "get_matrix", "set_matrix", "set_matrix_stack", "cast_params", "require",
-    "default_scale", "rope_settings", "ConfigError",
+    "default_scale", "grouped_heads", "sliding_window", "rope_settings", "ConfigError",
 ]

@@ -102,12 +102,15 @@ def from_hf_state(
     cfg,
     state: Mapping[str, object],
     ignored: tuple[str, ...] = (),
+    constants: Optional[Mapping[str, np.ndarray]] = None,
 ) -> dict:
     """Build our numpy params pytree from an HF state dict, checking every key.
 
     ``state`` maps names to arrays, or to zero-argument callables returning
     arrays (so large checkpoints are read lazily). ``ignored`` are regexes of
     HF buffers that hold no weights (rotary caches, causal-mask buffers).
+    ``constants`` are leaves that come from the config rather than the
+    checkpoint (a family's ``layer_constants``), by path.
     """
     expected: dict[str, tuple[Rule, Optional[int]]] = {}
     for rule in rules:
@@ -143,9 +146,11 @@ def from_hf_state(
                 set_path(tree, path, piece)
     for path, pieces in per_layer.items():
         set_path(tree, path, np.stack(pieces))
+    for path, array in (constants or {}).items():
+        set_path(tree, path, np.asarray(array))
 
     filled = set(leaf_paths(tree))
-    declared = {p for rule in rules for p in rule.ours}
+    declared = {p for rule in rules for p in rule.ours} | set(constants or {})
     if filled != declared:
         raise ConversionError(f"{family_name}: leaves not filled: {sorted(declared - filled)}")
     return tree

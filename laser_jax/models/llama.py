@@ -1,8 +1,10 @@
-"""LLaMA (also Mistral without a sliding window, and SmolLM2): RMSNorm, rotary, SwiGLU, grouped-query attention.
+"""LLaMA (also Mistral, with its sliding window, and SmolLM2): RMSNorm, rotary, SwiGLU, grouped-query attention.
 
 The MLP is ``down(silu(gate(x)) * up(x))``: our ``fc_in`` is ``gate_proj``,
 ``fc_up`` is ``up_proj`` and ``fc_out`` is ``down_proj``. ``k_proj`` and
-``v_proj`` map to ``num_key_value_heads * head_dim`` features. With
+``v_proj`` map to ``num_key_value_heads * head_dim`` features. Mistral's
+``sliding_window`` (every layer the same) limits each query to the last
+``sliding_window`` keys, as transformers does; LLaMA has none. With
 ``tie_word_embeddings`` the head multiplies by the token table and any stored
 ``lm_head.weight`` is ignored, as in Hugging Face.
 """
@@ -10,6 +12,7 @@ The MLP is ``down(silu(gate(x)) * up(x))``: our ``fc_in`` is ``gate_proj``,
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 from laser_jax.models import base
 from laser_jax.models.convert import Rule, linear_rule, vector_rule
@@ -29,7 +32,8 @@ class LlamaConfig:
     rope_theta: float = 10000.0
     activation: str = "silu"
     tie_embeddings: bool = False
-    model_type: str = "llama"  # or "mistral" (no sliding window): the same computation
+    model_type: str = "llama"  # or "mistral": the same computation, plus an optional sliding window
+    sliding_window: Optional[int] = None  # Mistral only
 
 
 PRESETS = {
@@ -47,8 +51,9 @@ def from_hf_config(hf: dict) -> LlamaConfig:
     name = "llama"
     model_type = base.require(hf, "model_type", ("llama", "mistral"), name, "llama")
     base.require(hf, "attention_bias", False, name, False)
-    base.require(hf, "sliding_window", None, name, None)
-    return LlamaConfig(**config_fields(hf, name), model_type=model_type)
+    if model_type == "llama":  # transformers' LLaMA has no window: refuse a field it would ignore
+        base.require(hf, "sliding_window", None, name, None)
+    return LlamaConfig(**config_fields(hf, name), model_type=model_type, sliding_window=base.sliding_window(hf, name))
 
 
 def config_fields(hf: dict, name: str) -> dict:
@@ -70,10 +75,7 @@ def config_fields(hf: dict, name: str) -> dict:
 
 def size_fields(hf: dict, name: str) -> dict:
     """The sizes of a decoder with grouped-query attention, under the HF names LLaMA, Qwen and Phi share."""
-    heads = hf["num_attention_heads"]
-    kv_heads = hf.get("num_key_value_heads") or heads
-    if heads % kv_heads:
-        raise base.ConfigError(f"{name}: unsupported config num_key_value_heads={kv_heads} (must divide num_attention_heads={heads})")
+    heads, kv_heads = base.grouped_heads(hf, name)
     return dict(
         vocab_size=hf["vocab_size"],
         max_position_embeddings=hf.get("max_position_embeddings", 2048),
@@ -91,7 +93,7 @@ def to_hf_config(cfg: LlamaConfig) -> dict:
         "architectures": ["MistralForCausalLM" if cfg.model_type == "mistral" else "LlamaForCausalLM"],
         **hf_config_fields(cfg),
         "attention_bias": False,
-        "sliding_window": None,
+        "sliding_window": cfg.sliding_window,
     }
 
 
@@ -123,26 +125,42 @@ def hf_size_fields(cfg) -> dict:
     }
 
 
-def hf_rules(cfg: LlamaConfig) -> tuple[Rule, ...]:
+LAYER = "model.layers.{layer}."
+
+
+def projection_rules() -> tuple[Rule, ...]:
+    """The attention and gated-MLP projections of a LLaMA-style block (``self_attn.*_proj``, ``mlp.*_proj``),
+    shared by the families that name them as LLaMA does."""
     d, f = (lambda c: c.d_model), (lambda c: c.d_mlp)
     q, kv = (lambda c: c.n_heads * c.head_dim), (lambda c: c.n_kv_heads * c.head_dim)
-    h = "model.layers.{layer}."
+    return (
+        linear_rule(LAYER + "self_attn.q_proj.weight", "blocks/q_proj", d, q),
+        linear_rule(LAYER + "self_attn.k_proj.weight", "blocks/k_proj", d, kv),
+        linear_rule(LAYER + "self_attn.v_proj.weight", "blocks/v_proj", d, kv),
+        linear_rule(LAYER + "self_attn.o_proj.weight", "blocks/out_proj", q, d),
+        linear_rule(LAYER + "mlp.gate_proj.weight", "blocks/fc_in", d, f),
+        linear_rule(LAYER + "mlp.up_proj.weight", "blocks/fc_up", d, f),
+        linear_rule(LAYER + "mlp.down_proj.weight", "blocks/fc_out", f, d),
+    )
+
+
+def embedding_rules(cfg) -> tuple[Rule, ...]:
+    """``model.embed_tokens``, ``model.norm`` and, unless the embeddings are tied, ``lm_head``."""
     rules = (
         Rule("model.embed_tokens.weight", ("embed/embed_tokens",), lambda c: (c.vocab_size, c.d_model)),
-        vector_rule(h + "input_layernorm.weight", "blocks/ln_1_scale", d),
-        linear_rule(h + "self_attn.q_proj.weight", "blocks/q_proj", d, q),
-        linear_rule(h + "self_attn.k_proj.weight", "blocks/k_proj", d, kv),
-        linear_rule(h + "self_attn.v_proj.weight", "blocks/v_proj", d, kv),
-        linear_rule(h + "self_attn.o_proj.weight", "blocks/out_proj", q, d),
-        vector_rule(h + "post_attention_layernorm.weight", "blocks/ln_2_scale", d),
-        linear_rule(h + "mlp.gate_proj.weight", "blocks/fc_in", d, f),
-        linear_rule(h + "mlp.up_proj.weight", "blocks/fc_up", d, f),
-        linear_rule(h + "mlp.down_proj.weight", "blocks/fc_out", f, d),
-        vector_rule("model.norm.weight", "final/norm_scale", d),
+        vector_rule("model.norm.weight", "final/norm_scale", lambda c: c.d_model),
     )
     if cfg.tie_embeddings:
         return rules
-    return rules + (linear_rule("lm_head.weight", "final/lm_head", d, lambda c: c.vocab_size),)
+    return rules + (linear_rule("lm_head.weight", "final/lm_head", lambda c: c.d_model, lambda c: c.vocab_size),)
+
+
+def hf_rules(cfg: LlamaConfig) -> tuple[Rule, ...]:
+    d = lambda c: c.d_model  # noqa: E731
+    return embedding_rules(cfg) + projection_rules() + (
+        vector_rule(LAYER + "input_layernorm.weight", "blocks/ln_1_scale", d),
+        vector_rule(LAYER + "post_attention_layernorm.weight", "blocks/ln_2_scale", d),
+    )
 
 
 def embed(params, cfg: LlamaConfig, ids, ctx: base.Context):
@@ -154,14 +172,13 @@ def attention_stage(p, cfg: LlamaConfig, h, ctx: base.Context, select=None, qk_n
     x = base.rms_norm(h, p["ln_1_scale"], cfg.rms_norm_eps)
     rotary = (cfg.head_dim, cfg.rope_theta, False)
     attn = base.self_attention(p, x, ctx, select, cfg.n_heads, cfg.n_kv_heads, base.default_scale(cfg.head_dim), rotary,
-                               qk_norm=qk_norm)
+                               cfg.sliding_window, qk_norm=qk_norm)
     residual = base.gather_positions(h, select) + attn
     return residual, base.rms_norm(residual, p["ln_2_scale"], cfg.rms_norm_eps)
 
 
 def mlp(p, cfg: LlamaConfig, x):
-    gate = base.ACTIVATIONS[cfg.activation](base.linear(x, p["fc_in"]))
-    return base.linear(gate * base.linear(x, p["fc_up"]), p["fc_out"])
+    return base.gated_mlp(p, cfg, x)
 
 
 def head(params, cfg: LlamaConfig, h):

