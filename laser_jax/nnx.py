@@ -1,7 +1,8 @@
 """A Flax NNX view of a laser_jax model, for fine-tuning a (LASER-reduced) model with ``nnx.Optimizer``.
 
 :class:`LaserModule` holds the model's own parameter pytree with every leaf
-wrapped in an ``nnx.Param``; its ``__call__`` is the family's pure forward
+wrapped in an ``nnx.Param`` (integer or boolean architecture constants, such
+as Gemma 3's per-layer ``sliding`` flags, in a :class:`LayerConstant`); its ``__call__`` is the family's pure forward
 (:func:`laser_jax.models.base.forward`) on the unwrapped values, so there is no
 second implementation of any family. The factors ``u, s, vt`` of a
 :class:`~laser_jax.models.base.LowRank` matrix (``laser.apply(...,
@@ -29,6 +30,10 @@ class Factor(nnx.Param):
     """A factor (``u``, ``s`` or ``vt``) of a low-rank matrix."""
 
 
+class LayerConstant(nnx.Variable):
+    """A per-layer constant of the architecture, not a weight (Gemma 3's ``sliding`` flags): never trained."""
+
+
 def _is_variable(node) -> bool:
     return isinstance(node, nnx.Variable)
 
@@ -47,7 +52,9 @@ class LaserModule(nnx.Module):
         self.source = model.source
 
         def wrap(node):
-            return jax.tree.map(Factor, node) if _is_low_rank(node) else nnx.Param(node)
+            if _is_low_rank(node):
+                return jax.tree.map(Factor, node)
+            return nnx.Param(node) if jax.numpy.issubdtype(node.dtype, jax.numpy.inexact) else LayerConstant(node)
 
         self.params = nnx.data(jax.tree.map(wrap, model.params, is_leaf=_is_low_rank))
 
@@ -65,4 +72,4 @@ class LaserModule(nnx.Module):
                      source=self.source)
 
 
-__all__ = ["LaserModule", "Factor"]
+__all__ = ["LaserModule", "Factor", "LayerConstant"]

@@ -127,3 +127,21 @@ def test_fine_tuning_only_the_factors_leaves_every_other_parameter_bit_equal(red
         np.testing.assert_array_equal(np.asarray(tuned["blocks"][tau]), np.asarray(before["blocks"][tau]))
     assert_same_tree(tuned["final"], before["final"])
     assert not np.array_equal(np.asarray(tuned["blocks"]["fc_up"].u), np.asarray(before["blocks"]["fc_up"].u))
+
+
+def test_gemma3_layer_constants_are_kept_out_of_training(tmp_path, batch):
+    """Gemma 3's per-layer ``sliding`` flags are a LayerConstant: nnx.Param training skips them and they stay put."""
+    from laser_jax.nnx import LayerConstant
+
+    save_tiny_family("gemma3", tmp_path)
+    model = laser.apply(load_model(tmp_path, tokenizer=False), [Intervention(1, "fc_up", 0.25)], factored=True)
+    module = LaserModule(model)
+    assert isinstance(module.params["blocks"]["sliding"], LayerConstant)
+    optimizer = nnx.Optimizer(module, optax.adam(1e-2), wrt=nnx.Param)
+    losses = []
+    for _ in range(3):
+        loss, grads = nnx.value_and_grad(next_token_loss)(module, *batch)
+        optimizer.update(module, grads)
+        losses.append(float(loss))
+    assert losses[-1] < losses[0]
+    np.testing.assert_array_equal(module.to_model().params["blocks"]["sliding"], model.params["blocks"]["sliding"])
