@@ -169,33 +169,38 @@ def build_parser() -> argparse.ArgumentParser:
                               description="For every (layer, tau) matrix: the noise scale (Gavish-Donoho median estimator), "
                                           "the Marchenko-Pastur edge, the rank above it and the SNR; printed from the "
                                           "lowest SNR up (see laser_jax.rmt).")
-    rmt.add_argument("--model", required=True, metavar="SRC", help="hub id, local checkpoint directory or .gguf file")
-    rmt.add_argument("--layers", default="all", metavar="RANGE", help="layers, e.g. 20-29 (default: all)")
-    rmt.add_argument("--taus", default="fc_in,fc_out", metavar="LIST", help="matrix types (default fc_in,fc_out)")
+    _model_arguments(rmt)
+    _grid_arguments(rmt)
     rmt.add_argument("--out", metavar="FILE", help="also write the table as CSV")
-    rmt.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="parameter dtype")
-    rmt.add_argument("--revision", help="hub branch, tag or commit of --model")
     rmt.set_defaults(func=cmd_rmt)
 
     screen = commands.add_parser("screen", help="predict every variant's change in answer NLL to first order (no variants run)",
                                  description="One forward and backward pass per batch give the gradient of the mean "
                                              "answer NLL; every (layer, tau, rho) change follows from the SVDs "
                                              "(see laser_jax.screen). Prints the predicted best and writes a CSV.")
-    screen.add_argument("--model", required=True, metavar="SRC", help="hub id, local checkpoint directory or .gguf file")
+    _model_arguments(screen)
+    _grid_arguments(screen)
+    screen.add_argument("--rhos", default=DEFAULT_RHOS, metavar="LIST", help=f"fractions of rank kept (default {DEFAULT_RHOS})")
     screen.add_argument("--task", required=True, metavar="NAME", help="task name (e.g. counterfact)")
     screen.add_argument("--data", metavar="FILE", help="data file (default: the task's file under $LASER_JAX_DATA, else its hub id)")
     screen.add_argument("--limit", type=int, metavar="N", help="use the first N records")
     screen.add_argument("--split", choices=("val", "all"), default="val",
                         help="val: the first 20%% of the examples, as sweep's validation split (default); all: every example")
-    screen.add_argument("--layers", default="all", metavar="RANGE", help="layers, e.g. 20-29 (default: all)")
-    screen.add_argument("--taus", default="fc_in,fc_out", metavar="LIST", help="matrix types (default fc_in,fc_out)")
-    screen.add_argument("--rhos", default=DEFAULT_RHOS, metavar="LIST", help=f"fractions of rank kept (default {DEFAULT_RHOS})")
-    screen.add_argument("--out", required=True, metavar="FILE", help="CSV, one row per variant")
     screen.add_argument("--batch-size", type=int, default=32, metavar="B", help="examples per batch (default 32)")
-    screen.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="parameter dtype")
-    screen.add_argument("--revision", help="hub branch, tag or commit of --model")
+    screen.add_argument("--out", required=True, metavar="FILE", help="CSV, one row per variant")
     screen.set_defaults(func=cmd_screen)
     return parser
+
+
+def _model_arguments(parser) -> None:
+    parser.add_argument("--model", required=True, metavar="SRC", help="hub id, local checkpoint directory or .gguf file")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="parameter dtype")
+    parser.add_argument("--revision", help="hub branch, tag or commit of --model")
+
+
+def _grid_arguments(parser) -> None:
+    parser.add_argument("--layers", default="all", metavar="RANGE", help="layers, e.g. 20-29 (default: all)")
+    parser.add_argument("--taus", default="fc_in,fc_out", metavar="LIST", help="matrix types (default fc_in,fc_out)")
 
 
 def _version() -> str:

@@ -10,6 +10,7 @@ from laser_jax.laser import Intervention, factors_for, reconstruct_window
 from laser_jax.screen import screen
 from laser_jax.sweep import evaluate
 from tests.models.hf_tiny import save_tiny_family
+from tests.test_cli import setup  # noqa: F401 (the tiny GPT-2 + CounterFact fixture)
 
 EXAMPLES = [
     Example((5, 17, 3, 44, 8), (9,)),
@@ -91,3 +92,26 @@ def test_bad_input_is_a_one_line_error(model, kwargs, error):
     arguments = dict(examples=EXAMPLES, layers=[0], taus=["fc_in"], rhos=[0.5], **kwargs)
     with pytest.raises(error):
         screen(model, **arguments)
+
+
+def test_cli_screen_writes_the_library_predictions(setup, tmp_path, capsys):  # noqa: F811
+    from laser_jax.cli import main
+    from laser_jax.results import read_csv, split_indices
+    from laser_jax.tasks import get_task
+
+    out = tmp_path / "screen.csv"
+    argv = ["screen", "--model", str(setup / "model"), "--task", "counterfact", "--data", str(setup / "counterfact.json"),
+            "--limit", "8", "--layers", "0-1", "--taus", "fc_in", "--rhos", "0.5,0.1", "--out", str(out)]
+    assert main(argv) == 0
+    model = load_model(setup / "model")
+    task = get_task("counterfact")
+    examples = task.examples(task.load(str(setup / "counterfact.json"), limit=8), model.tokenizer)
+    validation = [examples[i] for i in split_indices(len(examples), "val+test")["val"]]
+    expected = screen(model, validation, [0, 1], ["fc_in"], [0.5, 0.1])
+    rows = read_csv(out)
+    assert [(r["layer"], r["tau"], r["rho"]) for r in rows] == [(0, "fc_in", 0.5), (0, "fc_in", 0.1), (1, "fc_in", 0.5),
+                                                                (1, "fc_in", 0.1)]
+    np.testing.assert_allclose([r["predicted_change"] for r in rows], [r.predicted_change for r in expected], rtol=1e-6)
+    assert f"{expected.base_loss:.5f}" in capsys.readouterr().out
+    assert main(argv[:-4] + ["--rhos", "mp", "--out", str(out)]) == 2
+    assert "numeric --rhos" in capsys.readouterr().err
