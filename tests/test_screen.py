@@ -89,7 +89,7 @@ def test_ranked_orders_by_predicted_decrease_and_csv_rows_carry_the_rank(model):
     (dict(layers=[], taus=[], rhos=[]), DataError),
 ])
 def test_bad_input_is_a_one_line_error(model, kwargs, error):
-    arguments = dict(examples=EXAMPLES, layers=[0], taus=["fc_in"], rhos=[0.5], **kwargs)
+    arguments = {**dict(examples=EXAMPLES, layers=[0], taus=["fc_in"], rhos=[0.5]), **kwargs}
     with pytest.raises(error):
         screen(model, **arguments)
 
