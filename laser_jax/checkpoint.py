@@ -106,9 +106,10 @@ def _edit_record(edit) -> dict:
     if isinstance(edit, Mapping):
         record = dict(edit)
     else:
-        record = {"layer": edit.layer, "tau": edit.tau, "rho": edit.rho}
+        record = {"layer": edit.layer, "tau": edit.tau, "rho": edit.rho, "keep": edit.keep}
     return {"layer": int(record["layer"]), "tau": str(record["tau"]), "rho": float(record["rho"]),
-            **({"k": int(record["k"])} if record.get("k") is not None else {})}
+            **({"k": int(record["k"])} if record.get("k") is not None else {}),
+            **({"keep": str(record["keep"])} if record.get("keep", "top") != "top" else {})}
 
 
 # ----------------------------------------------------------------------------- factors

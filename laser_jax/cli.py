@@ -2,8 +2,10 @@
 
 Subcommands: ``sweep`` (resumable LASER grid search, :mod:`laser_jax.sweep` +
 :mod:`laser_jax.results`), ``report`` (:mod:`laser_jax.report`), ``apply``
-(:mod:`laser_jax.laser`, :mod:`laser_jax.checkpoint`, :mod:`laser_jax.export`)
-and ``synthetic`` (the no-download synthetic experiment, :mod:`synthetic`).
+(:mod:`laser_jax.laser`, :mod:`laser_jax.checkpoint`, :mod:`laser_jax.export`),
+``synthetic`` (the no-download synthetic experiment, :mod:`synthetic`), ``rmt``
+(Marchenko-Pastur ranks, :mod:`laser_jax.rmt`) and ``screen`` (the first-order
+screen, :mod:`laser_jax.screen`).
 Any :class:`~laser_jax.errors.LaserJaxError` ends the program with one line,
 ``laser-jax: error: <message>``, and exit code 2 (argparse's own usage errors
 also exit 2).
@@ -64,9 +66,15 @@ def parse_taus(text: str) -> list[str]:
     return list(dict.fromkeys(taus))
 
 
-def parse_rhos(text: str) -> list[float]:
+def parse_rhos(text: str) -> list:
+    """``"0.1,0.01"`` to a list of distinct ρs, or ``"mp"`` to ``["mp"]`` (each matrix's MP rank, :mod:`laser_jax.rmt`)."""
+    parts = [part.strip() for part in text.split(",")]
+    if "mp" in parts:
+        if len(parts) > 1:
+            raise InterventionError(f"rho 'mp' (each matrix's Marchenko-Pastur rank) cannot be mixed with other values: {text!r}")
+        return ["mp"]
     rhos = []
-    for part in text.split(","):
+    for part in parts:
         try:
             rho = float(part)
         except ValueError:
@@ -78,19 +86,23 @@ def parse_rhos(text: str) -> list[float]:
 
 
 def parse_edit(text: str):
-    """``fc_in:27:0.01`` (τ, layer, ρ) to an :class:`~laser_jax.laser.Intervention`."""
+    """``fc_in:27:0.01`` (τ, layer, ρ) to an :class:`~laser_jax.laser.Intervention`; ``fc_in:27:0.01:bottom``
+    keeps the removed part; ``fc_in:27:mp`` is an :class:`~laser_jax.rmt.MPEdit` (resolved against the model)."""
     from laser_jax.laser import Intervention
+    from laser_jax.rmt import MPEdit
 
     parts = text.split(":")
-    if len(parts) != 3:
-        raise InterventionError(f"bad --edit {text!r}: use TAU:LAYER:RHO, e.g. fc_in:27:0.01")
-    tau, layer, rho = parts
+    if len(parts) not in (3, 4):
+        raise InterventionError(f"bad --edit {text!r}: use TAU:LAYER:RHO[:top|bottom], e.g. fc_in:27:0.01")
+    tau, layer, rho, *keep = parts
     try:
         layer = int(layer)
     except ValueError:
         raise InterventionError(f"bad --edit {text!r}: layer {layer!r} is not an integer") from None
     (rho,) = parse_rhos(rho)
-    return Intervention(layer, tau.strip(), rho)
+    if rho == "mp":
+        return MPEdit(layer, tau.strip(), *keep)
+    return Intervention(layer, tau.strip(), rho, *keep)
 
 
 # ----------------------------------------------------------------------------- the parser
@@ -119,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="val+test: first 20%% validation, rest test (default); all: one split")
     sweep.add_argument("--layers", default="all", metavar="RANGE", help="layers, e.g. 20-29 or 0-2,5 (default: all)")
     sweep.add_argument("--taus", default="fc_in,fc_out", metavar="LIST", help="matrix types, e.g. fc_in,fc_out (default)")
-    sweep.add_argument("--rhos", default=DEFAULT_RHOS, metavar="LIST", help=f"fractions of rank kept (default {DEFAULT_RHOS})")
+    sweep.add_argument("--rhos", default=DEFAULT_RHOS, metavar="LIST",
+                       help=f"fractions of rank kept (default {DEFAULT_RHOS}), or mp: each matrix's Marchenko-Pastur rank")
     sweep.add_argument("--out", required=True, metavar="DIR", help="run directory: results.csv, scores/, run.json")
     sweep.add_argument("--batch-size", type=int, default=32, metavar="B", help="examples per batch (default 32)")
     sweep.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="parameter dtype")
@@ -170,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "(load it back with laser_jax.load_model(DIR)) and/or as a Hugging Face directory.")
     apply.add_argument("--model", required=True, metavar="SRC", help="hub id, local checkpoint directory or .gguf file")
     apply.add_argument("--edit", action="append", default=[], metavar="TAU:LAYER:RHO", type=str,
-                       help="an edit, e.g. fc_in:27:0.01; repeat for several")
+                       help="an edit, e.g. fc_in:27:0.01 (RHO mp: the matrix's Marchenko-Pastur rank; a 4th part "
+                            "bottom keeps the removed part, W - W_k); repeat for several")
     apply.add_argument("--edits", metavar="FILE", help="the edits of a composition file (laser-jax compose), applied first")
     apply.add_argument("--out", metavar="DIR", help="Orbax checkpoint directory")
     apply.add_argument("--factored", action="store_true", help="store truncated matrices as U_k, S_k, V_k only")
@@ -208,7 +222,43 @@ def build_parser() -> argparse.ArgumentParser:
                            help="quick (CPU demo, default), paper (GPU-sized) or tiny (smoke test)")
     synthetic.add_argument("--out", metavar="DIR", help="write summary.json, metrics.json and plots here")
     synthetic.set_defaults(func=cmd_synthetic)
+
+    rmt = commands.add_parser("rmt", help="Marchenko-Pastur ranks and signal-to-noise ratios of the weight matrices",
+                              description="For every (layer, tau) matrix: the noise scale (Gavish-Donoho median estimator), "
+                                          "the Marchenko-Pastur edge, the rank above it and the SNR; printed from the "
+                                          "lowest SNR up (see laser_jax.rmt).")
+    _model_arguments(rmt)
+    _grid_arguments(rmt)
+    rmt.add_argument("--out", metavar="FILE", help="also write the table as CSV")
+    rmt.set_defaults(func=cmd_rmt)
+
+    screen = commands.add_parser("screen", help="predict every variant's change in answer NLL to first order (no variants run)",
+                                 description="One forward and backward pass per batch give the gradient of the mean "
+                                             "answer NLL; every (layer, tau, rho) change follows from the SVDs "
+                                             "(see laser_jax.screen). Prints the predicted best and writes a CSV.")
+    _model_arguments(screen)
+    _grid_arguments(screen)
+    screen.add_argument("--rhos", default=DEFAULT_RHOS, metavar="LIST", help=f"fractions of rank kept (default {DEFAULT_RHOS})")
+    screen.add_argument("--task", required=True, metavar="NAME", help="task name (e.g. counterfact)")
+    screen.add_argument("--data", metavar="FILE", help="data file (default: the task's file under $LASER_JAX_DATA, else its hub id)")
+    screen.add_argument("--limit", type=int, metavar="N", help="use the first N records")
+    screen.add_argument("--split", choices=("val", "all"), default="val",
+                        help="val: the first 20%% of the examples, as sweep's validation split (default); all: every example")
+    screen.add_argument("--batch-size", type=int, default=32, metavar="B", help="examples per batch (default 32)")
+    screen.add_argument("--out", required=True, metavar="FILE", help="CSV, one row per variant")
+    screen.set_defaults(func=cmd_screen)
     return parser
+
+
+def _model_arguments(parser) -> None:
+    parser.add_argument("--model", required=True, metavar="SRC", help="hub id, local checkpoint directory or .gguf file")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="parameter dtype")
+    parser.add_argument("--revision", help="hub branch, tag or commit of --model")
+
+
+def _grid_arguments(parser) -> None:
+    parser.add_argument("--layers", default="all", metavar="RANGE", help="layers, e.g. 20-29 (default: all)")
+    parser.add_argument("--taus", default="fc_in,fc_out", metavar="LIST", help="matrix types (default fc_in,fc_out)")
 
 
 def _version() -> str:
@@ -260,6 +310,9 @@ def cmd_apply(args) -> int:
     from laser_jax.loading import load_model
 
     model = load_model(args.model, revision=args.revision, dtype=_dtype(args.dtype))
+    from laser_jax.rmt import resolve
+
+    steps = [resolve(model, step) for step in steps]
     for step in steps:
         laser.check_intervention(model, step)
     if args.factored:  # the model is defined by its stored factors (== laser.apply up to float rounding)
@@ -339,6 +392,56 @@ def cmd_dynamics(args) -> int:
                                     run_args={**source, "batch_size": args.batch_size}, info={"argv": args.argv},
                                     log=lambda text: print(text, file=sys.stderr), batch_size=args.batch_size)
     print(f"{len(records)} checkpoints in {Path(args.out) / dynamics.SUMMARY_CSV}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- rmt
+
+
+def cmd_rmt(args) -> int:
+    from laser_jax import rmt
+    from laser_jax.loading import load_model
+    from laser_jax.results import to_csv, write_text_atomic
+
+    layers, taus = parse_layers(args.layers), parse_taus(args.taus)
+    model = load_model(args.model, revision=args.revision, dtype=_dtype(args.dtype))
+    rows = rmt.spectra(model, range(model.n_layers) if layers is None else layers, taus)
+    rows.sort(key=lambda s: (s.snr, s.layer, s.tau))
+    print(rmt.format_table(rows))
+    if args.out:
+        write_text_atomic(args.out, to_csv([s.row() for s in rows], rmt.CSV_COLUMNS))
+        print(f"wrote {args.out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- screen
+
+
+def cmd_screen(args) -> int:
+    from laser_jax import results, screen
+    from laser_jax.tasks import get_task
+
+    layers, taus, rhos = parse_layers(args.layers), parse_taus(args.taus), parse_rhos(args.rhos)
+    if rhos == ["mp"]:
+        raise InterventionError("screen takes numeric --rhos (the first-order screen of every rho is free)")
+    task = get_task(args.task)
+    data = _data_source(task, args.data)
+    _quiet_libraries()
+    items = task.load(data, limit=args.limit)
+    from laser_jax.loading import load_model
+
+    model = load_model(_absolute_if_local(args.model), revision=args.revision, dtype=_dtype(args.dtype))
+    if model.tokenizer is None:
+        raise DataError(f"model {args.model!r} has no tokenizer files; the task needs one")
+    examples = task.examples(items, model.tokenizer)
+    indices = results.split_indices(len(examples), "val+test")["val"] if args.split == "val" else range(len(examples))
+    result = screen.screen(model, [examples[i] for i in indices], range(model.n_layers) if layers is None else layers,
+                           taus, rhos, batch_size=args.batch_size)
+    print(f"{args.split} loss (mean answer NLL) {result.base_loss:.5f} on {len(indices)} examples; predicted best:")
+    for row in result.ranked()[:10]:
+        print(f"  {row.intervention.key:<20} {row.predicted_change:+.5f}")
+    results.write_text_atomic(args.out, results.to_csv(result.csv_rows(), screen.CSV_COLUMNS))
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -431,7 +534,12 @@ def _grid(model, layers, taus, rhos):
     if model.tokenizer is None:
         raise DataError(f"model {model.source or '?'!r} has no tokenizer files; the task needs one")
     layers = list(range(model.n_layers)) if layers is None else layers
-    grid = laser.expand_grid(layers, taus, rhos)
+    if rhos == ["mp"]:
+        from laser_jax.rmt import mp_interventions
+
+        grid = mp_interventions(model, layers, taus)
+    else:
+        grid = laser.expand_grid(layers, taus, rhos)
     for step in grid:
         laser.check_intervention(model, step)
     return grid
@@ -558,6 +666,8 @@ def cmd_compose(args) -> int:
         raise DataError(f"{args.dir} has no validation rows (made with --split {run_args.get('split', '?')}): compose selects "
                         "on validation; run a sweep with --split val+test")
     taus = [tau for tau in run_args["taus"] if tau in MLP_TAUS]
+    if run_args["rhos"] == ["mp"]:
+        raise InterventionError(f"{args.dir} swept the Marchenko-Pastur ranks (--rhos mp): composition tries numeric rhos")
     if not taus:
         raise InterventionError(f"{args.dir} swept no MLP matrix ({', '.join(run_args['taus'])}): composition is over fc_in, fc_up, fc_out")
     task = get_task(run_args["task"])

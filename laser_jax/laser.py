@@ -16,6 +16,12 @@ numbers only.
 τ names are those of the paper (:data:`laser_jax.models.base.TAUS`) plus the
 groups ``attn``, ``mlp`` and ``all``; a group is one joint step that truncates
 every matrix of the group that the family has, at the same ρ.
+
+**The removed part.** ``Intervention(..., keep="bottom")`` keeps instead the
+components LASER drops, ``W − W_k`` (singular indices ``k <= i < r``); both
+are a window ``[lo, hi)`` of the singular values (:func:`keep_window`,
+:func:`window_mask`), so the sweep runs either with the same masked factors.
+The complement of ρ = 1 is empty and refused.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ TAU_GROUPS: dict[str, tuple[str, ...]] = {"attn": base.ATTENTION_TAUS, "mlp": ba
 TAU_NAMES: tuple[str, ...] = base.TAUS + tuple(TAU_GROUPS)
 METHODS = ("exact", "randomized")
 SVD_DTYPES = ("float32", "float64")
+KEEPS = ("top", "bottom")
 RANDOMIZED_POWER_ITERATIONS = 2
 
 
@@ -47,12 +54,14 @@ class Intervention:
 
     ``layer`` counts from 0; ``tau`` is a τ name or a group (``attn``, ``mlp``,
     ``all``). The layer range and whether the family has τ are checked by
-    :func:`apply` and the sweep, which know the model.
+    :func:`apply` and the sweep, which know the model. ``keep="bottom"`` keeps
+    the removed part instead, ``W − W_k`` (the complement of the same ρ).
     """
 
     layer: int
     tau: str
     rho: float
+    keep: str = "top"
 
     def __post_init__(self):
         if isinstance(self.layer, bool) or not isinstance(self.layer, (int, np.integer)):
@@ -67,19 +76,32 @@ class Intervention:
         if not 0.0 <= rho <= 1.0:  # also refuses nan
             raise InterventionError(f"rho={self.rho!r} is outside [0, 1] (rho is the fraction of the rank kept)")
         object.__setattr__(self, "rho", rho)
+        if self.keep not in KEEPS:
+            raise InterventionError(f"keep must be one of {', '.join(KEEPS)}, got {self.keep!r}")
+        if self.keep == "bottom" and rho == 1.0:
+            raise InterventionError(f"the removed part of rho=1 is empty (layer {self.layer} {self.tau}): "
+                                    "keep='bottom' needs rho < 1")
 
     @property
     def key(self) -> str:
-        """A stable string id, e.g. ``"8/fc_in/0.01"``; :meth:`from_key` inverts it."""
-        return f"{self.layer}/{self.tau}/{self.rho!r}"
+        """A stable string id, e.g. ``"8/fc_in/0.01"`` (``"8/fc_in/0.01/bottom"`` for the removed part);
+        :meth:`from_key` inverts it."""
+        key = f"{self.layer}/{self.tau}/{self.rho!r}"
+        return key if self.keep == "top" else f"{key}/{self.keep}"
 
     @classmethod
     def from_key(cls, key: str) -> "Intervention":
         try:
-            layer, tau, rho = key.split("/")
-            return cls(int(layer), tau, float(rho))
+            layer, tau, rho, *keep = key.split("/")
+            if len(keep) > 1:
+                raise ValueError
+            return cls(int(layer), tau, float(rho), *keep)
         except ValueError:
-            raise InterventionError(f"not an intervention key (layer/tau/rho): {key!r}") from None
+            raise InterventionError(f"not an intervention key (layer/tau/rho[/bottom]): {key!r}") from None
+
+    def complement(self) -> "Intervention":
+        """The same (layer, τ, ρ) keeping the other side: the removed part of a LASER step, and back."""
+        return dataclasses.replace(self, keep="bottom" if self.keep == "top" else "top")
 
     @property
     def reduction_percent(self) -> float:
@@ -110,15 +132,35 @@ def rank_for(rho: float, shape) -> int:
     return int(min(int(shape[-2]), int(shape[-1])) * float(rho))
 
 
+def keep_window(step: Intervention, shape) -> tuple[int, int]:
+    """The singular indices ``[lo, hi)`` that ``step`` keeps of a matrix of ``shape``: ``(0, k)`` for the
+    top ``k`` (LASER), ``(k, r)`` for the removed part."""
+    k, full = rank_for(step.rho, shape), min(int(shape[-2]), int(shape[-1]))
+    return (0, k) if step.keep == "top" else (k, full)
+
+
 def rank_mask(s: jax.Array, k) -> jax.Array:
     """Singular values ``s`` [..., r] with all but the first ``k`` zeroed; ``k`` may be traced."""
     keep = jnp.arange(s.shape[-1]) < jnp.asarray(k)[..., None]
     return s * keep.astype(s.dtype)
 
 
+def window_mask(s: jax.Array, window) -> jax.Array:
+    """Singular values ``s`` [..., r] with all but indices ``lo <= i < hi`` zeroed; ``window`` [..., 2] may be traced."""
+    window = jnp.asarray(window)
+    index = jnp.arange(s.shape[-1])
+    keep = (index >= window[..., :1]) & (index < window[..., 1:])
+    return s * keep.astype(s.dtype)
+
+
 def truncate_factors(factors: LowRank, k) -> LowRank:
     """The rank-``k`` truncation of an SVD as a full-width :class:`LowRank` with masked ``s``."""
     return LowRank(factors.u, rank_mask(factors.s, k), factors.vt)
+
+
+def window_factors(factors: LowRank, window) -> LowRank:
+    """The components ``lo <= i < hi`` of an SVD as a full-width :class:`LowRank` with masked ``s``."""
+    return LowRank(factors.u, window_mask(factors.s, window), factors.vt)
 
 
 def _finite(factors: LowRank) -> jax.Array:
@@ -148,9 +190,15 @@ def reconstruct(factors: LowRank, k) -> jax.Array:
 
 
 @jax.jit
-def _replace_with_truncation(stack, layer, factors: LowRank, k):
-    """``stack`` with ``stack[layer]`` replaced by the rank-k reconstruction (layer and k traced)."""
-    return jax.lax.dynamic_update_index_in_dim(stack, reconstruct(factors, k).astype(stack.dtype), layer, 0)
+def reconstruct_window(factors: LowRank, window) -> jax.Array:
+    """The dense sum of the components ``lo <= i < hi`` (jitted, ``window`` traced)."""
+    return (factors.u * window_mask(factors.s, window)[..., None, :]) @ factors.vt
+
+
+@jax.jit
+def _replace_with_window(stack, layer, factors: LowRank, window):
+    """``stack`` with ``stack[layer]`` replaced by its components in ``window`` (layer and window traced)."""
+    return jax.lax.dynamic_update_index_in_dim(stack, reconstruct_window(factors, window).astype(stack.dtype), layer, 0)
 
 
 def truncate(matrix: jax.Array, k) -> jax.Array:
@@ -317,18 +365,36 @@ def factors_for(model, layer: int, tau: str, *, method: str = "exact", k: Option
     return compute() if cache is None else cache.get(model, path, compute)
 
 
-def planned_ranks(model, steps: Iterable[Intervention]) -> dict[str, dict[int, int]]:
-    """``{tau: {layer: k}}`` for a set of steps, validated; repeated matrices keep the smallest k.
+def planned_windows(model, steps: Iterable[Intervention]) -> dict[str, dict[int, tuple[int, int]]]:
+    """``{tau: {layer: (lo, hi)}}``, the kept singular indices per matrix, validated.
 
     Truncating a rank-k1 truncation to k2 is the rank-min(k1, k2) truncation of
-    the original, so steps on the same matrix compose by taking the minimum.
+    the original, so LASER steps on the same matrix compose by taking the
+    minimum. The removed part of a matrix is not a truncation of the original
+    one, so a ``keep="bottom"`` step must be the only step on its matrix.
     """
-    ranks: dict[str, dict[int, int]] = {}
+    windows: dict[str, dict[int, tuple[int, int]]] = {}
     for step in steps:
         for tau in check_intervention(model, step):
-            k = rank_for(step.rho, model.params["blocks"][tau].shape)
-            layers = ranks.setdefault(tau, {})
-            layers[step.layer] = min(k, layers.get(step.layer, k))
+            window = keep_window(step, model.params["blocks"][tau].shape)
+            layers = windows.setdefault(tau, {})
+            if step.layer in layers:
+                if step.keep == "bottom" or layers[step.layer][0] > 0:
+                    raise InterventionError(f"layer {step.layer} {tau}: a keep='bottom' step (the removed part) "
+                                            "cannot be combined with another step on the same matrix")
+                window = (0, min(window[1], layers[step.layer][1]))
+            layers[step.layer] = window
+    return windows
+
+
+def planned_ranks(model, steps: Iterable[Intervention]) -> dict[str, dict[int, int]]:
+    """``{tau: {layer: k}}`` for a set of LASER (top-k) steps, validated; repeated matrices keep the smallest k."""
+    ranks: dict[str, dict[int, int]] = {}
+    for tau, layer_windows in planned_windows(model, steps).items():
+        for layer, (lo, hi) in layer_windows.items():
+            if lo > 0:
+                raise InterventionError(f"layer {layer} {tau}: the removed part (keep='bottom') is not a rank-k truncation")
+            ranks.setdefault(tau, {})[layer] = hi
     return ranks
 
 
@@ -348,22 +414,24 @@ def apply(model, interventions: Union[Intervention, Iterable[Intervention]], *, 
     dense, because a stack is one array.
     """
     steps = [interventions] if isinstance(interventions, Intervention) else list(interventions)
-    ranks = planned_ranks(model, steps)
+    windows = planned_windows(model, steps)
+    if method == "randomized" and any(lo > 0 for layers in windows.values() for lo, _ in layers.values()):
+        raise InterventionError("keep='bottom' (the removed part) needs method='exact': randomized factors hold the top k only")
     params = model.params
-    for tau, layer_ranks in ranks.items():
+    for tau, layer_windows in windows.items():
         stack = params["blocks"][tau]
-        if factored and (isinstance(stack, LowRank) or len(layer_ranks) == model.n_layers):
-            per_layer = [truncated_factors(model, layer, tau, layer_ranks[layer], method, key, svd_dtype, cache)
-                         if layer in layer_ranks else base.get_matrix(model.family, params, layer, tau)
+        if factored and (isinstance(stack, LowRank) or len(layer_windows) == model.n_layers):
+            per_layer = [kept_factors(model, layer, tau, layer_windows[layer], method, key, svd_dtype, cache)
+                         if layer in layer_windows else base.get_matrix(model.family, params, layer, tau)
                          for layer in range(model.n_layers)]
             params = base.set_matrix_stack(params, tau, stack_factors(per_layer, stack.dtype))
             continue
         dense = stack.dense() if isinstance(stack, LowRank) else stack
         full_rank = min(dense.shape[-2:])
-        for layer, k in sorted(layer_ranks.items()):
-            if k < full_rank or isinstance(stack, LowRank):
-                factors = factors_for(model, layer, tau, method=method, k=k, key=key, svd_dtype=svd_dtype, cache=cache)
-                dense = _replace_with_truncation(dense, layer, factors, k)
+        for layer, (lo, hi) in sorted(layer_windows.items()):
+            if (lo, hi) != (0, full_rank) or isinstance(stack, LowRank):
+                factors = factors_for(model, layer, tau, method=method, k=hi, key=key, svd_dtype=svd_dtype, cache=cache)
+                dense = _replace_with_window(dense, layer, factors, jnp.array([lo, hi]))
         params = base.set_matrix_stack(params, tau, dense)
     return model.replace(params=params)
 
@@ -371,10 +439,18 @@ def apply(model, interventions: Union[Intervention, Iterable[Intervention]], *, 
 def truncated_factors(model, layer: int, tau: str, k: int, method: str = "exact", key: Optional[jax.Array] = None,
                       svd_dtype: str = "float32", cache: Optional[FactorCache] = FACTOR_CACHE) -> LowRank:
     """The rank-``k`` truncation of one matrix as factors of static width ``k``."""
+    return kept_factors(model, layer, tau, (0, k), method, key, svd_dtype, cache)
+
+
+def kept_factors(model, layer: int, tau: str, window: tuple[int, int], method: str = "exact",
+                 key: Optional[jax.Array] = None, svd_dtype: str = "float32",
+                 cache: Optional[FactorCache] = FACTOR_CACHE) -> LowRank:
+    """The components ``lo <= i < hi`` of one matrix's SVD as factors of static width ``hi − lo``."""
+    lo, hi = window
     if method == "randomized":
-        return factors_for(model, layer, tau, method=method, k=k, key=key, cache=cache)
+        return factors_for(model, layer, tau, method=method, k=hi, key=key, cache=cache)
     factors = factors_for(model, layer, tau, svd_dtype=svd_dtype, cache=cache)
-    return LowRank(factors.u[:, :k], factors.s[:k], factors.vt[:k])
+    return LowRank(factors.u[:, lo:hi], factors.s[lo:hi], factors.vt[lo:hi])
 
 
 def stack_factors(per_layer: list, dtype) -> LowRank:
@@ -398,8 +474,9 @@ def expand_grid(layers: Iterable[int], taus: Iterable[str], rhos: Iterable[float
 
 
 __all__ = [
-    "TAU_GROUPS", "TAU_NAMES", "METHODS", "SVD_DTYPES", "Intervention", "matrices_of", "check_intervention",
-    "rank_for", "rank_mask", "truncate_factors", "thin_svd", "reconstruct", "truncate", "exact_svd", "svd_float64",
-    "randomized_svd", "check_finite", "matrix_key", "FactorCache", "FACTOR_CACHE", "factors_for", "truncated_factors",
-    "planned_ranks", "apply", "stack_factors", "pad_rank", "expand_grid",
+    "TAU_GROUPS", "TAU_NAMES", "METHODS", "SVD_DTYPES", "KEEPS", "Intervention", "matrices_of", "check_intervention",
+    "rank_for", "keep_window", "rank_mask", "window_mask", "truncate_factors", "window_factors", "thin_svd",
+    "reconstruct", "reconstruct_window", "truncate", "exact_svd", "svd_float64", "randomized_svd", "check_finite",
+    "matrix_key", "FactorCache", "FACTOR_CACHE", "factors_for", "truncated_factors", "kept_factors",
+    "planned_windows", "planned_ranks", "apply", "stack_factors", "pad_rank", "expand_grid",
 ]

@@ -74,7 +74,7 @@ from tqdm.auto import tqdm
 from laser_jax.errors import DataError, DeviceError, InterventionError
 from laser_jax.examples import Example
 from laser_jax.laser import (FACTOR_CACHE, FactorCache, Intervention, check_intervention, expand_grid, factors_for,
-                             pad_rank, rank_for, truncate_factors)
+                             keep_window, pad_rank, window_factors)
 from laser_jax.models import base
 from laser_jax.models.base import LowRank
 
@@ -467,7 +467,8 @@ def head_readout(family, cfg, params, h, targets, extras) -> Readout:
 
 def edited_blocks(family, cfg, taus: tuple, per_variant_factors: bool, widths: Optional[tuple], block_params, h, ctx,
                   select, factors, ranks):
-    """Outputs [V, ...] of one block whose matrices ``taus`` are truncated to ``ranks[tau]`` [V].
+    """Outputs [V, ...] of one block whose matrices ``taus`` keep the singular indices ``ranks[tau]`` [V, 2]
+    (``[0, k)``: LASER's rank-k truncation; ``[k, r)``: the removed part).
 
     ``widths`` None: full-width factors with masked singular values, vmapped
     over the variants, so ``x @ u`` is shared (unless ``per_variant_factors``:
@@ -483,7 +484,7 @@ def edited_blocks(family, cfg, taus: tuple, per_variant_factors: bool, widths: O
             if variant_widths is not None:
                 w = variant_widths[taus.index(tau)]
                 f = LowRank(f.u[:, :w], f.s[:w], f.vt[:w])
-            return truncate_factors(f, variant_ranks[tau])
+            return window_factors(f, variant_ranks[tau])
 
         return {**block_params, **{tau: cut(tau) for tau in taus}}
 
@@ -712,7 +713,7 @@ class VariantGroup:
     layer: int
     taus: tuple[str, ...]
     interventions: tuple[Intervention, ...]
-    ranks: dict  # tau -> np.ndarray [V] (padded by repeating the last variant)
+    ranks: dict  # tau -> np.ndarray [V, 2], the kept singular indices [lo, hi) (padded by repeating the last variant)
     widths: Optional[tuple]  # per variant, its static factor width per τ (rank buckets); None: full width, masked
 
 
@@ -732,8 +733,8 @@ def group_variants(model, interventions: Sequence[Intervention], chunk: int, mul
     for start in range(0, len(interventions), per_call):
         part = list(interventions[start:start + per_call])
         padded = part + [part[-1]] * (per_call - len(part))
-        ranks = {tau: np.array([rank_for(iv.rho, shapes[tau]) for iv in padded], np.int32) for tau in taus}
-        widths = (tuple(tuple(rank_width(int(ranks[tau][v]), min(shapes[tau][-2:])) for tau in taus)
+        ranks = {tau: np.array([keep_window(iv, shapes[tau]) for iv in padded], np.int32) for tau in taus}
+        widths = (tuple(tuple(rank_width(int(ranks[tau][v, 1]), min(shapes[tau][-2:])) for tau in taus)
                         for v in range(len(padded))) if bucketed else None)
         groups.append(VariantGroup(first.layer, taus, tuple(part), ranks, widths))
     return groups
@@ -822,11 +823,13 @@ def sweep(model, examples: Sequence[Example], layers: Iterable[int] = (), taus: 
     changed = {iv: check_intervention(model, iv) for iv in variants}
     if method == "randomized" and key is None:
         raise InterventionError("method='randomized' needs an explicit key (jax.random.key(seed))")
+    if method == "randomized" and any(iv.keep != "top" for iv in variants):
+        raise InterventionError("keep='bottom' (the removed part) needs method='exact': randomized factors hold the top k only")
     check_token_ids(examples, vocab_size(model))
     skip = set(skip)
     shapes = {tau: model.params["blocks"][tau].shape for tau in model.taus}
     pending = [iv for iv in variants if iv.key not in skip]
-    unchanged = {iv for iv in pending if all(rank_for(iv.rho, shapes[t]) == min(shapes[t][-2:]) for t in changed[iv])}
+    unchanged = {iv for iv in pending if all(keep_window(iv, shapes[t]) == (0, min(shapes[t][-2:])) for t in changed[iv])}
     edited = [iv for iv in pending if iv not in unchanged]
     need_base = BASE_KEY not in skip or bool(unchanged)
 
@@ -945,7 +948,7 @@ def _group_factors(model, group: VariantGroup, method, key, svd_dtype, cache, pl
         if method == "randomized":
             width = max(w[group.taus.index(tau)] for w in group.widths)
             per = [pad_rank(factors_for(model, group.layer, tau, method=method, k=int(k), key=key, cache=cache), width)
-                   for k in group.ranks[tau]]
+                   for _, k in group.ranks[tau]]
             stacked = LowRank(*(jnp.stack([getattr(f, n) for f in per]) for n in ("u", "s", "vt")))
             factors[tau] = placement.put_factors(tau, shape, stacked, per_variant=True)
         elif placement.mesh is None:

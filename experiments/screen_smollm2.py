@@ -1,0 +1,164 @@
+"""How well does the first-order screen rank SmolLM2-135M's CounterFact LASER grid?
+
+    python experiments/screen_smollm2.py --out experiments/results/screen_smollm2
+
+One forward and one backward pass per batch over the validation items (the
+first 20% of the examples of ``../shared/data/counterfact/counterfact-val.json``,
+split exactly as ``laser-jax sweep --split val+test``) predict the change in
+mean validation answer NLL of all 630 variants (30 layers × fc_in, fc_up,
+fc_out × ρ in 0.9, 0.8, 0.6, 0.2, 0.1, 0.05, 0.01; :mod:`laser_jax.screen`).
+They are compared with the true validation loss of the exhaustive sweep
+committed in ``experiments/results/counterfact_smollm2.csv``: Spearman rank
+correlation of predicted vs true change (all variants, and by ρ), and where
+the true top 5 (by validation accuracy, ties to the lower loss, as
+:mod:`laser_jax.selection`) fall in the predicted ranking (by predicted loss
+decrease). Writes ``screen.csv`` (one row per variant, predicted and true) and
+``summary.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from laser_jax.gguf import smollm2_path
+from laser_jax.loading import load_model
+from laser_jax.results import read_csv, split_indices, to_csv, write_text_atomic
+from laser_jax.screen import screen
+from laser_jax.tasks import get_task
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "counterfact" / "counterfact-val.json"
+SWEEP_CSV = REPO / "experiments" / "results" / "counterfact_smollm2.csv"
+TAUS = ("fc_in", "fc_up", "fc_out")
+RHOS = (0.9, 0.8, 0.6, 0.2, 0.1, 0.05, 0.01)
+TOP_TRUE = 5
+TOP_PREDICTED = 50
+COMMAND = "python experiments/screen_smollm2.py --out experiments/results/screen_smollm2"
+
+
+def true_validation_rows(path: Path) -> tuple[dict, dict]:
+    """(base val row, {(layer, tau, rho): val row}) from the sweep's merged CSV."""
+    rows = [row for row in read_csv(path) if row["split"] == "val"]
+    base = next(row for row in rows if row["tau"] == "none")
+    return base, {(int(r["layer"]), r["tau"], float(r["rho"])): r for r in rows if r["tau"] != "none"}
+
+
+def selection_order(keys, truth) -> list:
+    """Variants by validation accuracy (higher first), ties to the lower validation loss, then grid order."""
+    return sorted(keys, key=lambda key: (-truth[key]["accuracy"], truth[key]["loss"], keys.index(key)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+
+    base_truth, truth = true_validation_rows(SWEEP_CSV)
+    task = get_task("counterfact")
+    model = load_model(str(smollm2_path()))
+    examples = task.examples(task.load(str(DATA)), model.tokenizer)
+    validation = split_indices(len(examples), "val+test")["val"]
+    validation_examples = [examples[i] for i in validation]
+    if len(validation_examples) != int(base_truth["n"]):
+        raise SystemExit(f"{len(validation_examples)} validation examples, the sweep had {base_truth['n']}")
+
+    started = time.perf_counter()
+    result = screen(model, validation_examples, range(model.n_layers), TAUS, RHOS, batch_size=args.batch_size)
+    seconds = time.perf_counter() - started
+
+    keys = [(row.intervention.layer, row.intervention.tau, row.intervention.rho) for row in result]
+    predicted = np.array([row.predicted_change for row in result])
+    true = np.array([truth[key]["loss"] - base_truth["loss"] for key in keys])
+    predicted_rank = {key: i + 1 for i, key in enumerate(sorted(keys, key=lambda key: predicted[keys.index(key)]))}
+    true_rank = {key: i + 1 for i, key in enumerate(sorted(keys, key=lambda key: true[keys.index(key)]))}
+    chosen = selection_order(keys, truth)
+
+    rows = [{"layer": layer, "tau": tau, "rho": rho, "predicted_change": float(p), "true_change": float(t),
+             "predicted_rank": predicted_rank[(layer, tau, rho)], "true_loss_rank": true_rank[(layer, tau, rho)],
+             "selection_rank": chosen.index((layer, tau, rho)) + 1,
+             "val_accuracy": truth[(layer, tau, rho)]["accuracy"], "val_loss": truth[(layer, tau, rho)]["loss"]}
+            for (layer, tau, rho), p, t in zip(keys, predicted, true)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.out / "screen.csv", to_csv(rows, list(rows[0])))
+    write_text_atomic(args.out / "summary.md", summary(result, keys, predicted, true, predicted_rank, chosen, truth,
+                                                       base_truth, seconds))
+    print((args.out / "summary.md").read_text())
+
+
+def spearman(a, b) -> float:
+    return float(spearmanr(a, b).statistic) if len(a) > 2 else math.nan
+
+
+def summary(result, keys, predicted, true, predicted_rank, chosen, truth, base_truth, seconds) -> str:
+    rho_of = np.array([key[2] for key in keys])
+    small = rho_of >= 0.6
+    lines = [
+        "# First-order screen vs the exhaustive sweep: SmolLM2-135M, CounterFact validation",
+        "",
+        "```",
+        COMMAND,
+        "```",
+        "",
+        f"{len(keys)} variants (30 layers × {', '.join(TAUS)} × ρ in {', '.join(map(str, RHOS))}), "
+        f"{int(base_truth['n'])} validation items; screen: one forward + backward per batch and the 90 SVDs, "
+        f"{seconds:.0f} s on this shared 2-core CPU.",
+        f"Base validation loss (mean answer NLL): screen {result.base_loss:.6f}, sweep {base_truth['loss']:.6f}.",
+        "",
+        "## Rank correlation of predicted and true change in validation loss",
+        "",
+        "| variants | n | Spearman |",
+        "|---|---|---|",
+        f"| all | {len(keys)} | {spearman(predicted, true):.3f} |",
+        f"| ρ ≥ 0.6 (small edits) | {small.sum()} | {spearman(predicted[small], true[small]):.3f} |",
+        f"| ρ ≤ 0.2 | {(~small).sum()} | {spearman(predicted[~small], true[~small]):.3f} |",
+    ]
+    for rho in RHOS:
+        pick = rho_of == rho
+        lines.append(f"| ρ = {rho} | {pick.sum()} | {spearman(predicted[pick], true[pick]):.3f} |")
+    for tau in TAUS:
+        pick = np.array([key[1] == tau for key in keys])
+        lines.append(f"| τ = {tau} | {pick.sum()} | {spearman(predicted[pick], true[pick]):.3f} |")
+    sign_agree = float(np.mean(np.sign(predicted) == np.sign(true)))
+    lines += [
+        "",
+        f"Sign of the change predicted correctly for {sign_agree:.1%} of the variants; "
+        f"the true loss falls for {int((true < 0).sum())} of {len(keys)}, the predicted for {int((predicted < 0).sum())}.",
+        "",
+        f"## The true top {TOP_TRUE} (validation accuracy, ties to lower loss) in the predicted ranking",
+        "",
+        "| variant | val accuracy | true Δloss | predicted Δloss | predicted rank | "
+        f"in predicted top {TOP_PREDICTED} |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key in chosen[:TOP_TRUE]:
+        i = keys.index(key)
+        lines.append(f"| L{key[0]} {key[1]} ρ={key[2]} | {truth[key]['accuracy']:.4f} | {true[i]:+.4f} | "
+                     f"{predicted[i]:+.4f} | {predicted_rank[key]} | {'yes' if predicted_rank[key] <= TOP_PREDICTED else 'no'} |")
+    hits = sum(predicted_rank[key] <= TOP_PREDICTED for key in chosen[:TOP_TRUE])
+    lines += [
+        "",
+        f"{hits} of the true top {TOP_TRUE} are in the predicted top {TOP_PREDICTED} "
+        f"(chance: {TOP_TRUE * TOP_PREDICTED / len(keys):.2f} expected).",
+        f"Base validation accuracy {base_truth['accuracy']:.4f}.",
+        "",
+        "## The predicted top 10",
+        "",
+        "| predicted rank | variant | predicted Δloss | true Δloss | val accuracy | selection rank |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key in sorted(keys, key=lambda key: predicted_rank[key])[:10]:
+        i = keys.index(key)
+        lines.append(f"| {predicted_rank[key]} | L{key[0]} {key[1]} ρ={key[2]} | {predicted[i]:+.4f} | {true[i]:+.4f} | "
+                     f"{truth[key]['accuracy']:.4f} | {chosen.index(key) + 1} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

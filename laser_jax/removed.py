@@ -1,0 +1,99 @@
+"""What a LASER step removes: on the items it fixes, the predictions of the removed part next to the base's and LASER's.
+
+LASER keeps ``W_k``; the removed part is ``W − W_k`` (``Intervention(...,
+keep="bottom")``, :meth:`~laser_jax.laser.Intervention.complement`). For the
+items the step fixes (the base model's top-1 is wrong, the LASER model's is
+right), :func:`fixed_items` lists the top predictions at the last prompt
+position of three models: the base, LASER (``W → W_k``) and the removed part
+alone (``W → W − W_k``). Chen, Bruna & Bietti predict that the removed part
+carries the global associations (generic tokens such as " the"), so its top
+predictions should be generic words where the base's were.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from laser_jax.examples import Example
+from laser_jax.laser import Intervention, apply
+from laser_jax.sweep import sweep
+
+MODELS = ("base", "laser", "removed")
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """The top tokens at the last prompt position and their probabilities, most likely first."""
+
+    tokens: tuple[int, ...]
+    probs: tuple[float, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class FixedItem:
+    """One item the step fixes: its index in the examples, its answer's first token, and each model's top tokens
+    (``predictions[name]`` for ``name`` in :data:`MODELS`)."""
+
+    index: int
+    answer: int
+    predictions: dict
+
+
+def fixed_items(model, examples: Sequence[Example], step: Intervention, top_n: int = 5, batch_size: int = 32,
+                **sweep_kwargs) -> list[FixedItem]:
+    """The items ``step`` fixes (base top-1 wrong, LASER top-1 right), in order, with the top ``top_n``
+    predictions of the base, the LASER model and the removed part."""
+    laser_step = dataclasses.replace(step, keep="top")
+    result = sweep(model, examples, variants=[laser_step], batch_size=batch_size, **sweep_kwargs)
+    fixed = np.flatnonzero(~result.base.scores.top1 & result.row(laser_step).scores.top1)
+    models = {"base": model, "laser": apply(model, laser_step), "removed": apply(model, laser_step.complement())}
+    prompts = [examples[i].prompt_ids for i in fixed]
+    tops = {name: top_predictions(m, prompts, top_n, batch_size) for name, m in models.items()}
+    return [FixedItem(int(i), int(examples[i].answer_ids[0]), {name: tops[name][j] for name in MODELS})
+            for j, i in enumerate(fixed)]
+
+
+def top_predictions(model, prompts: Sequence[Sequence[int]], top_n: int, batch_size: int = 32) -> list[Prediction]:
+    """The ``top_n`` next tokens after each prompt (right-padded batches, read at the last real token)."""
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        width = max(map(len, chunk))
+        ids = np.zeros((len(chunk), width), np.int32)
+        mask = np.zeros((len(chunk), width), bool)
+        for i, prompt in enumerate(chunk):
+            ids[i, :len(prompt)], mask[i, :len(prompt)] = prompt, True
+        last = np.array([[len(p) - 1] for p in chunk], np.int32)
+        logits = model.logits(ids, mask, last)[:, 0].astype(jnp.float32)
+        probs, tokens = jax.lax.top_k(jax.nn.softmax(logits, axis=-1), top_n)
+        out.extend(Prediction(tuple(map(int, t)), tuple(map(float, p))) for t, p in zip(np.asarray(tokens), np.asarray(probs)))
+    return out
+
+
+def format_report(items: Sequence[FixedItem], step: Intervention, tokenizer=None, examples=None, top_n: int = 3) -> str:
+    """A markdown table: per fixed item, its prompt and answer, and each model's top ``top_n`` tokens with probabilities."""
+
+    def text(token: int) -> str:
+        return repr(tokenizer.decode([token])) if tokenizer is not None else str(token)
+
+    def cell(prediction: Prediction) -> str:
+        return ", ".join(f"{text(t)} {p:.2f}" for t, p in list(zip(prediction.tokens, prediction.probs))[:top_n])
+
+    laser = dataclasses.replace(step, keep="top")
+    lines = [f"Items fixed by {laser.tau}, layer {laser.layer}, ρ={laser.rho:g} (base wrong, LASER right): {len(items)}",
+             "", "| item | prompt | answer | base | LASER | removed part |", "|---|---|---|---|---|---|"]
+    for item in items:
+        prompt = ""
+        if examples is not None and tokenizer is not None:
+            prompt = tokenizer.decode(list(examples[item.index].prompt_ids)).replace("|", "\\|")
+        lines.append(f"| {item.index} | {prompt} | {text(item.answer)} | "
+                     + " | ".join(cell(item.predictions[name]) for name in MODELS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["MODELS", "Prediction", "FixedItem", "fixed_items", "top_predictions", "format_report"]
