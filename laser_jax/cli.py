@@ -1,7 +1,11 @@
 """The ``laser-jax`` command line: argument parsing and orchestration only.
 
-Subcommands: ``sweep`` (resumable LASER grid search, :mod:`laser_jax.sweep` +
-:mod:`laser_jax.results`), ``report`` (:mod:`laser_jax.report`), ``apply``
+Subcommands: ``sweep`` (resumable LASER grid search, exhaustive or the
+selection protocol, :mod:`laser_jax.sweep`, :mod:`laser_jax.protocol` +
+:mod:`laser_jax.results`; devices and hosts from :mod:`laser_jax.devices`),
+``table`` (the paper's Table 1, :mod:`laser_jax.table`), ``compose`` (greedy
+composition, :mod:`laser_jax.selection`), ``dynamics`` (LASER across training
+checkpoints, :mod:`laser_jax.dynamics`), ``report`` (:mod:`laser_jax.report`), ``apply``
 (:mod:`laser_jax.laser`, :mod:`laser_jax.checkpoint`, :mod:`laser_jax.export`),
 ``synthetic`` (the no-download synthetic experiment, :mod:`synthetic`), ``rmt``
 (Marchenko-Pastur ranks, :mod:`laser_jax.rmt`) and ``screen`` (the first-order
