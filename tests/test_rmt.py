@@ -110,12 +110,12 @@ def test_cli_sweep_and_apply_with_rho_mp(setup, tmp_path, capsys):  # noqa: F811
     argv[argv.index("--rhos") + 1] = "mp"
     assert main(argv) == 0
     model = load_model(setup / "model")
-    expected = {(s.layer, s.tau, s.rank) for s in spectra(model, [0, 1], ["fc_in"])}
+    expected = {(s.layer, s.tau, s.rank) for s in spectra(model, [0, 1, 2], ["fc_in", "fc_out"])}  # test_cli's GRID
     rows = [r for r in read_csv(tmp_path / "sweep" / "results.csv") if r["tau"] != "none" and r["split"] == "val"]
     assert {(r["layer"], r["tau"], r["k"]) for r in rows} == expected
     assert main(["apply", "--model", str(setup / "model"), "--edit", "fc_in:1:mp", "--out", str(tmp_path / "ckpt")]) == 0
     restored = load_model(tmp_path / "ckpt")
-    (k,) = [rank for layer, _, rank in expected if layer == 1]
+    (k,) = [rank for layer, tau, rank in expected if layer == 1 and tau == "fc_in"]
     assert np.linalg.matrix_rank(np.asarray(restored.matrix(1, "fc_in"), np.float64), tol=1e-4) == k
     capsys.readouterr()
     assert main(["apply", "--model", str(setup / "model"), "--edit", "mlp:1:mp", "--out", str(tmp_path / "bad")]) == 2
