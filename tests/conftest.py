@@ -26,3 +26,13 @@ def tiny_gpt2(tmp_path_factory):
     directory = tmp_path_factory.mktemp("gpt2")
     save_tiny_family("gpt2", directory)
     return load_model(directory, tokenizer=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_compilation_caches():
+    """Each test module starts from empty JAX caches: a whole-suite process otherwise keeps every compiled program of
+    every module, and XLA's CPU compiler has crashed late in such a run (a segfault inside a compile in test_sweep)."""
+    yield
+    import jax
+
+    jax.clear_caches()
