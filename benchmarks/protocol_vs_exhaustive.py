@@ -9,6 +9,9 @@ cold caches (``jax.clear_caches()`` and an empty SVD cache, so each pays its own
    the best overall and the best of each tau on the 3,071 test items;
 3. selection with racing (:class:`laser_jax.protocol.Racing`, default delta).
 
+It also replays racing offline (:func:`laser_jax.protocol.replay_race`) on the exhaustive run's validation
+scores for ten order seeds: the variant-items racing would score and whether the winner survives each order.
+
 The ideal speedup of (2) is about 4.2x (the variant-items scored). Prints each mode's wall time, its winner and
 test numbers, whether the winners agree, and a last line ending in ``protocol speedup: X`` (mode 1 over mode 2;
 the racing speedup is on the line before). Run: ``python benchmarks/protocol_vs_exhaustive.py`` (``--model``,
@@ -23,27 +26,39 @@ import time
 from pathlib import Path
 
 import jax
+import jax.monitoring
+import numpy as np
 
 from laser_jax import load_model
 from laser_jax.laser import FACTOR_CACHE, expand_grid
-from laser_jax.protocol import MemoryRecorder, Racing, run_selection
-from laser_jax.selection import PAPER_RHOS, select_best
+from laser_jax.protocol import MemoryRecorder, Racing, replay_race, run_selection
+from laser_jax.selection import PAPER_RHOS, select_best, validation_split
 from laser_jax.sweep import BASE_KEY, sweep
 from laser_jax.tasks import get_task
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "counterfact" / "counterfact-val.json"
 
 
+COMPILE_SECONDS = [0.0]
+
+
+def count_compiles(event: str, seconds: float, **_) -> None:
+    if event == "/jax/core/compile/backend_compile_duration":
+        COMPILE_SECONDS[0] += seconds
+
+
 def cold() -> None:
     jax.clear_caches()
     FACTOR_CACHE.clear()
+    COMPILE_SECONDS[0] = 0.0
 
 
 def timed(run):
+    """``run()``, its wall seconds from cold caches, and the part of them XLA spent compiling."""
     cold()
     start = time.perf_counter()
     out = run()
-    return out, time.perf_counter() - start
+    return out, time.perf_counter() - start, COMPILE_SECONDS[0]
 
 
 def describe(step, test) -> str:
@@ -69,19 +84,28 @@ def main() -> None:
     grid = expand_grid(range(first, last + 1), args.taus.split(","), PAPER_RHOS)
     print(f"{len(examples)} items, {len(grid)} variants (layers {args.layers} x {args.taus} x {len(PAPER_RHOS)} rho)")
 
-    exhaustive, exhaustive_s = timed(lambda: select_best(sweep(model, examples, variants=grid, batch_size=args.batch_size)))
-    print(f"exhaustive: {exhaustive_s:.1f} s; best {describe(exhaustive.best.intervention, exhaustive.best_test)}")
+    jax.monitoring.register_event_duration_secs_listener(count_compiles)
+    swept, exhaustive_s, compile_s = timed(lambda: sweep(model, examples, variants=grid, batch_size=args.batch_size))
+    exhaustive = select_best(swept)
+    print(f"exhaustive: {exhaustive_s:.1f} s ({compile_s:.1f} s compiling); best {describe(exhaustive.best.intervention, exhaustive.best_test)}")
+    validation, _ = validation_split(len(examples))
+    validation_scores = {row.key: row.scores.subset(validation) for row in swept.rows}
+    replays = [replay_race(validation_scores, grid, Racing(seed=seed)) for seed in range(10)]
+    kept = sum(exhaustive.best.intervention.key not in stopped for stopped, _ in replays)
+    print(f"racing replayed on the exhaustive validation scores, 10 orders: {np.mean([n for _, n in replays]):,.0f} "
+          f"variant-items of {len(grid) * len(validation):,} on average; winner kept in {kept} of 10")
 
     results = {}
     for name, racing in (("selection", None), ("selection + racing", Racing())):
         recorder = MemoryRecorder()
-        run, seconds = timed(lambda: run_selection(model, examples, grid, recorder, racing=racing, batch_size=args.batch_size))
+        run, seconds, compile_s = timed(lambda: run_selection(model, examples, grid, recorder, racing=racing, batch_size=args.batch_size))
         best = run.tested[0]
         test = recorder.rows["test"][best.key][0].metrics
         variant_items = sum(len(index) for key, (_, index, _) in recorder.rows["val"].items() if key != BASE_KEY)
         variant_items += sum(len(index) for key, (_, index, _) in recorder.rows["test"].items() if key != BASE_KEY)
         same = best == exhaustive.best.intervention and test["accuracy"] == exhaustive.best_test["accuracy"]
-        print(f"{name}: {seconds:.1f} s ({run.seconds['val']['wall_s']:.1f} s validation, {run.seconds['test']['wall_s']:.1f} s test); "
+        print(f"{name}: {seconds:.1f} s ({run.seconds['val']['wall_s']:.1f} s validation, {run.seconds['test']['wall_s']:.1f} s test, "
+              f"{compile_s:.1f} s compiling); "
               f"{variant_items} variant-items against {len(grid) * len(examples)}; stopped {len(run.stopped)}; "
               f"best {describe(best, test)}; same winner and test numbers as exhaustive: {'yes' if same else 'NO'}")
         results[name] = seconds
