@@ -90,7 +90,7 @@ def format_report(items: Sequence[FixedItem], step: Intervention, tokenizer=None
     for item in items:
         prompt = ""
         if examples is not None and tokenizer is not None:
-            prompt = tokenizer.decode(list(examples[item.index].prompt_ids)).replace("|", "\\|")
+            prompt = " ".join(tokenizer.decode(list(examples[item.index].prompt_ids)).replace("|", "\\|").split())  # one table row
         lines.append(f"| {item.index} | {prompt} | {text(item.answer)} | "
                      + " | ".join(cell(item.predictions[name]) for name in MODELS) + " |")
     return "\n".join(lines) + "\n"

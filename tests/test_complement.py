@@ -8,7 +8,7 @@ from laser_jax import load_model
 from laser_jax.errors import InterventionError
 from laser_jax.examples import Example
 from laser_jax.laser import Intervention, apply, planned_ranks
-from laser_jax.removed import MODELS, fixed_items, format_report, top_predictions
+from laser_jax.removed import MODELS, FixedItem, Prediction, fixed_items, format_report, top_predictions
 from laser_jax.sweep import evaluate, sweep
 from tests.models.hf_tiny import TINY_FAMILY_VOCAB, save_tiny_family
 
@@ -107,3 +107,19 @@ def test_fixed_items_lists_the_three_models_top_predictions(model):
             np.testing.assert_allclose(item.predictions[name].probs, probs[order], rtol=1e-4)
     report = format_report(items, step)
     assert report.splitlines()[0].endswith(f": {len(expected)}") and len(report.splitlines()) == 4 + len(expected)
+
+
+def test_report_keeps_each_item_on_one_table_row():
+    """A prompt with line breaks and a pipe (CounterFact has both) stays one markdown row, its text intact."""
+
+    class Decoder:
+        def decode(self, ids):
+            return {(1, 2): "7pm - 10pm\n\nSaturday | Kat. Hsieh holds a citizenship from"}.get(tuple(ids), f"<{ids[0]}>")
+
+    examples = [Example((1, 2), (3,))]
+    prediction = Prediction((3, 4), (0.5, 0.25))
+    items = [FixedItem(0, 3, {name: prediction for name in MODELS})]
+    rows = format_report(items, Intervention(0, "fc_in", 0.5), Decoder(), examples).splitlines()
+    assert len(rows) == 5
+    assert rows[4] == ("| 0 | 7pm - 10pm Saturday \\| Kat. Hsieh holds a citizenship from | '<3>' | "
+                       + " | ".join(["'<3>' 0.50, '<4>' 0.25"] * 3) + " |")
