@@ -464,6 +464,9 @@ def add_protocol_arguments(parser, selection_only: bool = False) -> None:
                         help="selection: score validation in growing looks and stop variants that cannot reach their tau's leader")
     parser.add_argument("--racing-delta", type=float, default=0.05, metavar="D",
                         help="racing: probability allowed of stopping the best variant of a tau (default 0.05)")
+    parser.add_argument("--screen-top", type=int, metavar="N",
+                        help="selection: sweep only the N variants the first-order screen (laser-jax screen) predicts to "
+                             "lower the validation loss most; a heuristic, off by default")
 
 
 def _racing(args):
@@ -481,6 +484,8 @@ def _check_counts(args) -> None:
         raise DataError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.top_n < 0:
         raise DataError(f"--top-n must be at least 0, got {args.top_n}")
+    if args.screen_top is not None and args.screen_top < 1:
+        raise DataError(f"--screen-top must be at least 1, got {args.screen_top}")
 
 
 def cmd_sweep(args) -> int:
@@ -490,6 +495,8 @@ def cmd_sweep(args) -> int:
     _check_counts(args)
     if args.mode == "selection" and args.split != "val+test":
         raise DataError("--mode selection selects on validation: it needs --split val+test")
+    if args.mode != "selection" and args.screen_top is not None:
+        raise DataError("--screen-top prunes the grid of a selection run: use it with --mode selection")
     devices = _setup_devices(args)  # before any JAX computation: may join a multi-process run
     task = get_task(args.task)
     data = _data_source(task, args.data)
@@ -514,7 +521,8 @@ def cmd_sweep(args) -> int:
 
 def _selection_args(args) -> dict:
     racing = _racing(args)
-    return {"mode": "selection", "top_n": args.top_n, "racing": None if racing is None else racing.as_args()}
+    screen = {} if args.screen_top is None else {"screen_top": args.screen_top}  # absent when off: older runs resume
+    return {"mode": "selection", "top_n": args.top_n, "racing": None if racing is None else racing.as_args(), **screen}
 
 
 def _setup_devices(args):
@@ -582,6 +590,8 @@ def _run_selection(model, task, items, store, layers, taus, rhos, args, devices)
 
     grid = _grid(model, layers, taus, rhos)
     examples = task.examples(items, model.tokenizer)
+    if args.screen_top is not None:
+        grid = protocol.screened(model, examples, grid, args.screen_top, batch_size=args.batch_size)
     recorder = results.StoreRecorder(store, lambda step: _rank(model, step), writer=devices.is_writer)
     done = len(recorder.done(protocol.VALIDATION))
     store.start()

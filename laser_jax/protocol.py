@@ -30,6 +30,13 @@ partial counts in the results (``n`` below the validation size, column
 Each look's scores are saved through the recorder before the next one starts,
 so a killed race resumes at the look it was in; eliminations are a
 deterministic function of the saved scores.
+
+**Screening** (:func:`screened`) prunes the grid before any of it runs: the
+first-order screen (:mod:`laser_jax.screen`, one forward and backward pass
+over the validation items) predicts every variant's change in validation loss,
+and only the ``top`` predicted best are swept. It is a heuristic, not a bound:
+on SmolLM2 / CounterFact the true top 5 of the 630 variants were at predicted
+ranks 2-14 (``experiments/results/screen_smollm2``).
 """
 
 from __future__ import annotations
@@ -233,6 +240,23 @@ def replay_race(scores: Mapping[str, ExampleScores], variants: Sequence[Interven
     return stopped, sum(len(index) for key, (_, index) in out.items() if key != BASE_KEY)
 
 
+# ----------------------------------------------------------------------------- screening
+
+
+def screened(model, examples: Sequence[Example], variants: Sequence[Intervention], top: int,
+             fraction: float = VALIDATION_FRACTION, batch_size: int = 32) -> list[Intervention]:
+    """The ``top`` variants that the first-order screen on the validation part of ``examples`` predicts to lower
+    the mean answer NLL most (ties in grid order), in grid order. Deterministic, so a resumed run screens alike."""
+    from laser_jax.screen import screen
+
+    if top < 1:
+        raise DataError(f"the screen must keep at least one variant, got {top}")
+    validation, _ = validation_split(len(examples), fraction)
+    result = screen(model, [examples[i] for i in validation], variants=variants, batch_size=batch_size)
+    kept = {row.intervention for row in result.ranked()[:top]}
+    return [iv for iv in variants if iv in kept]
+
+
 # ----------------------------------------------------------------------------- selection
 
 
@@ -331,4 +355,4 @@ class _Clock:
 
 
 __all__ = ["VALIDATION", "TEST", "Recorder", "MemoryRecorder", "Racing", "correct_of", "sign_test_bound", "survivors",
-           "concat_scores", "race_looks", "race", "replay_race", "selected", "ProtocolRun", "run_selection"]
+           "concat_scores", "race_looks", "race", "replay_race", "screened", "selected", "ProtocolRun", "run_selection"]

@@ -11,6 +11,9 @@ import pytest
 from laser_jax import laser, load_model
 from laser_jax.cli import main
 from laser_jax.results import RESULTS_FILE, read_csv
+from laser_jax.screen import screen
+from laser_jax.selection import validation_split
+from laser_jax.tasks import get_task
 from tests.test_cli import FACTS, _assert_one_line_error, run_and_kill, setup  # noqa: F401  (setup is a fixture)
 
 GRID = ["--layers", "0-2", "--taus", "fc_in,fc_out", "--rhos", "0.5,0.3,0.2,0.1,0.05,0.02"]
@@ -154,3 +157,34 @@ def test_compose_and_apply_errors_are_one_line(setup, tmp_path, capsys):
         _assert_one_line_error(capsys, code, expected)
     _assert_one_line_error(capsys, main(["apply", "--model", str(setup / "model"), "--out", str(tmp_path / "o")]),
                            "needs --edit")
+
+
+def test_screened_selection_sweeps_the_screens_top_variants_only(setup, tmp_path):
+    out = tmp_path / "screened"
+    assert main(selection_argv(setup, out, "--screen-top", "5")) == 0
+    assert json.loads((out / "run.json").read_text())["args"]["screen_top"] == 5
+
+    model = load_model(setup / "model")
+    task = get_task("counterfact")
+    examples = task.examples(task.load(str(setup / "counterfact.json")), model.tokenizer)
+    validation, _ = validation_split(len(examples))
+    grid = laser.expand_grid(range(3), ["fc_in", "fc_out"], [0.5, 0.3, 0.2, 0.1, 0.05, 0.02])
+    predicted = screen(model, [examples[i] for i in validation], variants=grid).ranked()
+    rows = read_csv(out / RESULTS_FILE)
+    swept = {(r["tau"], r["layer"], r["rho"]) for r in rows if r["split"] == "val" and r["tau"] != "none"}
+    assert swept == {(row.intervention.tau, row.intervention.layer, row.intervention.rho) for row in predicted[:5]}
+    tested = {(r["tau"], r["layer"], r["rho"]) for r in rows if r["split"] == "test" and r["tau"] != "none"}
+    assert tested and tested <= swept
+
+    before = (out / RESULTS_FILE).read_bytes()
+    assert main(selection_argv(setup, out, "--screen-top", "5")) == 0  # the same screen again: nothing left to run
+    assert (out / RESULTS_FILE).read_bytes() == before
+
+
+def test_screen_top_errors_are_one_line(setup, tmp_path, capsys):
+    _assert_one_line_error(capsys, main(selection_argv(setup, tmp_path / "a", "--screen-top", "0")),
+                           "--screen-top must be at least 1, got 0")
+    argv = [a for a in selection_argv(setup, tmp_path / "b", "--screen-top", "3") if a != "selection"]
+    argv[argv.index("--mode") + 1:argv.index("--mode") + 1] = ["exhaustive"]
+    _assert_one_line_error(capsys, main(argv), "--screen-top prunes the grid of a selection run")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
