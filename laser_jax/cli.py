@@ -590,19 +590,23 @@ def _run_selection(model, task, items, store, layers, taus, rhos, args, devices)
 
     grid = _grid(model, layers, taus, rhos)
     examples = task.examples(items, model.tokenizer)
-    if args.screen_top is not None:
-        grid = protocol.screened(model, examples, grid, args.screen_top, batch_size=args.batch_size)
     recorder = results.StoreRecorder(store, lambda step: _rank(model, step), writer=devices.is_writer)
-    done = len(recorder.done(protocol.VALIDATION))
     store.start()
-    if done:
-        print(f"resuming {store.directory}: {done} of {len(grid) + 1} variants already scored on validation", file=sys.stderr)
     try:
         with devices.matmul_precision():
+            seconds = {}
+            if args.screen_top is not None:
+                clock = protocol.Clock()
+                grid = protocol.screened(model, examples, grid, args.screen_top, batch_size=args.batch_size)
+                seconds["screen"] = clock.lap()
+            done = len(recorder.done(protocol.VALIDATION))
+            if done:
+                print(f"resuming {store.directory}: {done} of {len(grid) + 1} variants already scored on validation",
+                      file=sys.stderr)
             run = protocol.run_selection(model, examples, grid, recorder, top_n=args.top_n, racing=_racing(args),
                                          batch_size=args.batch_size, progress=not args.quiet and devices.is_writer,
                                          mesh=devices.mesh)
-        total = recorder.add_seconds(run.seconds)
+        total = recorder.add_seconds({**seconds, **run.seconds})
     finally:
         store.close()
     if run.stopped:

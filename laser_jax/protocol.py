@@ -306,7 +306,7 @@ def run_selection(model, examples: Sequence[Example], variants: Sequence[Interve
     variants = list(dict.fromkeys(variants))
     seconds = {}
 
-    clock = _Clock()
+    clock = Clock()
     done = recorder.done(VALIDATION)
     stopped: set[str] = {key for key, metrics in done.items() if metrics.get("raced")}
     missing = [iv for iv in variants if iv.key not in done] + ([] if BASE_KEY in done else [None])
@@ -341,7 +341,7 @@ def run_selection(model, examples: Sequence[Example], variants: Sequence[Interve
     return ProtocolRun(tuple(tested), frozenset(stopped), seconds)
 
 
-class _Clock:
+class Clock:
     """Wall and CPU seconds since the last lap."""
 
     def __init__(self):
@@ -355,4 +355,4 @@ class _Clock:
 
 
 __all__ = ["VALIDATION", "TEST", "Recorder", "MemoryRecorder", "Racing", "correct_of", "sign_test_bound", "survivors",
-           "concat_scores", "race_looks", "race", "replay_race", "screened", "selected", "ProtocolRun", "run_selection"]
+           "concat_scores", "race_looks", "race", "replay_race", "screened", "selected", "ProtocolRun", "run_selection", "Clock"]

@@ -163,6 +163,7 @@ def test_screened_selection_sweeps_the_screens_top_variants_only(setup, tmp_path
     out = tmp_path / "screened"
     assert main(selection_argv(setup, out, "--screen-top", "5")) == 0
     assert json.loads((out / "run.json").read_text())["args"]["screen_top"] == 5
+    assert json.loads((out / "timing.json").read_text())["screen"]["cpu_s"] > 0  # the screen's cost is counted
 
     model = load_model(setup / "model")
     task = get_task("counterfact")
