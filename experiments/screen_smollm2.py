@@ -58,7 +58,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--replot", action="store_true", help="only draw screen.png from the screen.csv in --out")
     args = parser.parse_args()
+    if args.replot:
+        figure(read_csv(args.out / "screen.csv"), args.out / "screen.png")
+        return
 
     base_truth, truth = true_validation_rows(SWEEP_CSV)
     task = get_task("counterfact")
@@ -87,9 +91,39 @@ def main() -> None:
             for (layer, tau, rho), p, t in zip(keys, predicted, true)]
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "screen.csv", to_csv(rows, list(rows[0])))
+    figure(rows, args.out / "screen.png")
     write_text_atomic(args.out / "summary.md", summary(result, keys, predicted, true, predicted_rank, chosen, truth,
                                                        base_truth, seconds))
     print((args.out / "summary.md").read_text())
+
+
+def figure(rows, path: Path) -> None:
+    """Predicted against true change in validation loss, one point per variant, coloured by rho (symlog axes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    rhos = sorted({row["rho"] for row in rows})
+    colours = plt.cm.viridis(np.linspace(0, 1, len(rhos)))
+    for rho, colour in zip(rhos, colours):
+        at = [row for row in rows if row["rho"] == rho]
+        ax.scatter([r["predicted_change"] for r in at], [r["true_change"] for r in at], s=9, color=colour, label=f"ρ={rho:g}")
+    top = [row for row in rows if row["selection_rank"] <= 5]
+    ax.scatter([r["predicted_change"] for r in top], [r["true_change"] for r in top], s=60, facecolors="none",
+               edgecolors="red", label="true top 5 (val accuracy)")
+    ends = [min(min(r["predicted_change"], r["true_change"]) for r in rows), max(max(r["predicted_change"], r["true_change"]) for r in rows)]
+    ax.plot(ends, ends, color="grey", lw=1, ls="--")
+    ax.set_xscale("symlog", linthresh=0.1)
+    ax.set_yscale("symlog", linthresh=0.1)
+    ax.set_xlabel("predicted change in val loss (first order)")
+    ax.set_ylabel("true change in val loss (sweep)")
+    ax.set_title("SmolLM2-135M, CounterFact: the first-order screen, 630 variants", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
 
 
 def spearman(a, b) -> float:

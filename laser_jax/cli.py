@@ -8,8 +8,9 @@ composition, :mod:`laser_jax.selection`), ``dynamics`` (LASER across training
 checkpoints, :mod:`laser_jax.dynamics`), ``report`` (:mod:`laser_jax.report`), ``apply``
 (:mod:`laser_jax.laser`, :mod:`laser_jax.checkpoint`, :mod:`laser_jax.export`),
 ``synthetic`` (the no-download synthetic experiment, :mod:`synthetic`), ``rmt``
-(Marchenko-Pastur ranks, :mod:`laser_jax.rmt`) and ``screen`` (the first-order
-screen, :mod:`laser_jax.screen`).
+(Marchenko-Pastur ranks, :mod:`laser_jax.rmt`), ``removed`` (what a step
+removes, :mod:`laser_jax.removed`) and ``screen`` (the first-order screen,
+:mod:`laser_jax.screen`).
 Any :class:`~laser_jax.errors.LaserJaxError` ends the program with one line,
 ``laser-jax: error: <message>``, and exit code 2 (argparse's own usage errors
 also exit 2).
@@ -33,6 +34,7 @@ DEFAULT_RHOS = "0.9,0.8,0.6,0.4,0.2,0.1,0.05,0.01"
 PAPER_RHOS = (0.9, 0.8, 0.6, 0.2, 0.1, 0.05, 0.01)  # laser_jax.selection.PAPER_RHOS (not imported: it pulls in JAX)
 MODES = ("exhaustive", "selection")
 COMPOSITION_FILE = "compose.json"
+COMPILE_CACHE = Path.home() / ".cache" / "laser-jax" / "xla"  # JAX's persistent compilation cache, unless the user set one
 
 
 # ----------------------------------------------------------------------------- argument values
@@ -236,6 +238,22 @@ def build_parser() -> argparse.ArgumentParser:
     rmt.add_argument("--out", metavar="FILE", help="also write the table as CSV")
     rmt.set_defaults(func=cmd_rmt)
 
+    removed = commands.add_parser("removed", help="what a LASER step removes: the removed part's predictions on the items it fixes",
+                                  description="For the items one step fixes (base top-1 wrong, LASER top-1 right), list the "
+                                              "top next tokens of the base, the LASER model and the removed part alone "
+                                              "(W - W_k), and count generic words among them; writes DIR/summary.md "
+                                              "(see laser_jax.removed).")
+    _model_arguments(removed)
+    removed.add_argument("--task", required=True, metavar="NAME", help="task name (e.g. counterfact)")
+    removed.add_argument("--data", metavar="FILE", help="data file (default: the task's file under $LASER_JAX_DATA, else its hub id)")
+    removed.add_argument("--limit", type=int, metavar="N", help="use the first N records")
+    removed.add_argument("--edit", required=True, metavar="TAU:LAYER:RHO", help="the LASER step, e.g. fc_up:28:0.2 (RHO mp: its MP rank)")
+    removed.add_argument("--split", choices=("val", "all"), default="val",
+                         help="val: the first 20%% of the examples, as a sweep's validation split (default); all: every example")
+    removed.add_argument("--batch-size", type=int, default=32, metavar="B", help="examples per batch (default 32)")
+    removed.add_argument("--out", required=True, metavar="DIR", help="writes DIR/summary.md")
+    removed.set_defaults(func=cmd_removed)
+
     screen = commands.add_parser("screen", help="predict every variant's change in answer NLL to first order (no variants run)",
                                  description="One forward and backward pass per batch give the gradient of the mean "
                                              "answer NLL; every (layer, tau, rho) change follows from the SVDs "
@@ -277,6 +295,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = [PROG, *argv]
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        # Compiling dominates short and resumed runs: a grid reuses a few programs, but each process compiled them
+        # anew. JAX opens the cache at its first compile; an empty JAX_COMPILATION_CACHE_DIR turns it off.
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", str(COMPILE_CACHE))
     try:
         return args.func(args) or 0
     except LaserJaxError as error:
@@ -418,30 +442,71 @@ def cmd_rmt(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- removed
+
+
+def _task_examples(args):
+    """``(task, model, examples)`` for the analysis commands: the task's first ``--limit`` records tokenised for
+    ``--model``; only the validation part (the first 20%, as a sweep's) under ``--split val``."""
+    from laser_jax.loading import load_model
+    from laser_jax.results import split_indices
+    from laser_jax.tasks import get_task
+
+    if args.limit is not None and args.limit < 1:
+        raise DataError(f"--limit must be at least 1, got {args.limit}")
+    task = get_task(args.task)
+    data = _data_source(task, args.data)
+    _quiet_libraries()
+    items = task.load(data, limit=args.limit)
+    model = load_model(_absolute_if_local(args.model), revision=args.revision, dtype=_dtype(args.dtype))
+    if model.tokenizer is None:
+        raise DataError(f"model {args.model!r} has no tokenizer files; the task needs one")
+    examples = task.examples(items, model.tokenizer)
+    if args.split == "val":
+        examples = [examples[i] for i in split_indices(len(examples), "val+test")["val"]]
+    return task, model, examples
+
+
+def cmd_removed(args) -> int:
+    step = parse_edit(args.edit)
+    if step.keep != "top":
+        raise InterventionError(f"--edit {args.edit!r}: give the LASER step itself (its removed part is what is shown)")
+    task, model, examples = _task_examples(args)
+    from laser_jax import laser, removed, results
+    from laser_jax.rmt import resolve
+    from laser_jax.tasks import GENERIC_PROBES
+    from laser_jax.tasks.common import encode_probes
+
+    step = resolve(model, step)
+    laser.check_intervention(model, step)
+    step.complement()  # refuses rho = 1 (nothing removed)
+    words = task.probes or GENERIC_PROBES
+    fixed = removed.fixed_items(model, examples, step, batch_size=args.batch_size)
+    title = (f"# The removed part of {step.tau}, layer {step.layer}, ρ = {step.rho:g} ({args.model}, {task.name}, "
+             f"{'validation' if args.split == 'val' else 'all'} items)")
+    text = (f"{title}\n\n```\n{' '.join(args.argv)}\n```\n\n"
+            + removed.summary(fixed, step, len(examples), encode_probes(model.tokenizer, words), model.tokenizer,
+                              examples, words))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results.write_text_atomic(out / "summary.md", text)
+    print(text)
+    return 0
+
+
 # ----------------------------------------------------------------------------- screen
 
 
 def cmd_screen(args) -> int:
     from laser_jax import results, screen
-    from laser_jax.tasks import get_task
 
     layers, taus, rhos = parse_layers(args.layers), parse_taus(args.taus), parse_rhos(args.rhos)
     if rhos == ["mp"]:
         raise InterventionError("screen takes numeric --rhos (the first-order screen of every rho is free)")
-    task = get_task(args.task)
-    data = _data_source(task, args.data)
-    _quiet_libraries()
-    items = task.load(data, limit=args.limit)
-    from laser_jax.loading import load_model
-
-    model = load_model(_absolute_if_local(args.model), revision=args.revision, dtype=_dtype(args.dtype))
-    if model.tokenizer is None:
-        raise DataError(f"model {args.model!r} has no tokenizer files; the task needs one")
-    examples = task.examples(items, model.tokenizer)
-    indices = results.split_indices(len(examples), "val+test")["val"] if args.split == "val" else range(len(examples))
-    result = screen.screen(model, [examples[i] for i in indices], range(model.n_layers) if layers is None else layers,
-                           taus, rhos, batch_size=args.batch_size)
-    print(f"{args.split} loss (mean answer NLL) {result.base_loss:.5f} on {len(indices)} examples; predicted best:")
+    _, model, examples = _task_examples(args)
+    result = screen.screen(model, examples, range(model.n_layers) if layers is None else layers, taus, rhos,
+                           batch_size=args.batch_size)
+    print(f"{args.split} loss (mean answer NLL) {result.base_loss:.5f} on {len(examples)} examples; predicted best:")
     for row in result.ranked()[:10]:
         print(f"  {row.intervention.key:<20} {row.predicted_change:+.5f}")
     results.write_text_atomic(args.out, results.to_csv(result.csv_rows(), screen.CSV_COLUMNS))
@@ -635,7 +700,7 @@ def cmd_table(args) -> int:
     _quiet_libraries()
     from laser_jax.loading import load_model
     from laser_jax.models.base import MLP_TAUS
-    from laser_jax.table import write_table
+    from laser_jax.table import table_tasks, write_table
 
     model = load_model(args.model, revision=args.revision, dtype=_dtype(args.dtype))
     taus = taus or [tau for tau in MLP_TAUS if tau in model.family.taus]
@@ -649,7 +714,7 @@ def cmd_table(args) -> int:
         _run_selection(model, task, task.load(sources[task.name], limit=args.limit), store, layers, taus, rhos, args,
                        devices)
     if devices.is_writer:
-        for path in write_table(out, [task.name for task in tasks]):
+        for path in write_table(out, table_tasks(out, [task.name for task in tasks])):
             print(path)
     return 0
 

@@ -7,7 +7,10 @@ right), :func:`fixed_items` lists the top predictions at the last prompt
 position of three models: the base, LASER (``W → W_k``) and the removed part
 alone (``W → W − W_k``). Chen, Bruna & Bietti predict that the removed part
 carries the global associations (generic tokens such as " the"), so its top
-predictions should be generic words where the base's were.
+predictions should be generic words where the base's were; LASER adds that
+they may be a wrong entity of the right type. :func:`summary` counts the first
+(generic top tokens, agreement with the base's top token, the right answer);
+the table shows the second. ``laser-jax removed`` runs it on a task.
 """
 
 from __future__ import annotations
@@ -75,6 +78,30 @@ def top_predictions(model, prompts: Sequence[Sequence[int]], top_n: int, batch_s
     return out
 
 
+def counts(items: Sequence[FixedItem], generic_ids) -> dict:
+    """Per model: on how many fixed items its top token is a generic word (``generic_ids``), the base's top
+    token, and the right answer's first token."""
+    generic = set(int(t) for t in generic_ids)
+    out = {}
+    for name in MODELS:
+        tops = [item.predictions[name].tokens[0] for item in items]
+        out[name] = {"generic": sum(t in generic for t in tops),
+                     "base_top": sum(t == item.predictions["base"].tokens[0] for t, item in zip(tops, items)),
+                     "answer": sum(t == item.answer for t, item in zip(tops, items))}
+    return out
+
+
+def summary(items: Sequence[FixedItem], step: Intervention, n_items: int, generic_ids, tokenizer=None, examples=None,
+            generic_words: Sequence[str] = ()) -> str:
+    """The counts of :func:`counts` in one paragraph, then :func:`format_report`'s table."""
+    table = counts(items, generic_ids)
+    words = f" ({', '.join(repr(w) for w in generic_words)})" if generic_words else ""
+    line = lambda key: ", ".join(f"{name} {table[name][key]}" for name in MODELS)  # noqa: E731
+    return (f"{len(items)} of {n_items} items are fixed (base top-1 wrong, LASER top-1 right). On them the top token is "
+            f"a generic word{words}: {line('generic')}; the base's own top token: {line('base_top')}; the right "
+            f"answer: {line('answer')}.\n\n" + format_report(items, step, tokenizer, examples))
+
+
 def format_report(items: Sequence[FixedItem], step: Intervention, tokenizer=None, examples=None, top_n: int = 3) -> str:
     """A markdown table: per fixed item, its prompt and answer, and each model's top ``top_n`` tokens with probabilities."""
 
@@ -96,4 +123,4 @@ def format_report(items: Sequence[FixedItem], step: Intervention, tokenizer=None
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["MODELS", "Prediction", "FixedItem", "fixed_items", "top_predictions", "format_report"]
+__all__ = ["MODELS", "Prediction", "FixedItem", "fixed_items", "top_predictions", "counts", "summary", "format_report"]

@@ -7,6 +7,9 @@
 - ``report.md``: base vs best on validation and test. Best follows the LASER
   selection protocol of :mod:`laser_jax.selection`: the highest validation
   accuracy, ties to the lower validation loss (validation = the first 20%).
+- For choice tasks, ``report.md`` adds the mean probability of each candidate
+  (IOI: the indirect object and the subject) for the base and the best variant,
+  read from the per-example scores.
 - ``generic_tokens.png``: when the task reports generic probe tokens (" the",
   " a", " of"), their mean probability at the answer position for the base model
   and the best variant of each τ, against reduction %.
@@ -18,8 +21,10 @@ import math
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
+import numpy as np
+
 from laser_jax.errors import DataError
-from laser_jax.results import BASE_TAU, load_results, variant_key
+from laser_jax.results import BASE_TAU, load_results, load_scores, variant_key
 
 PROBE_COLUMN = "p_generic"  # mean summed probability of the generic probe tokens
 
@@ -123,6 +128,27 @@ def summary_table(rows: Sequence[Mapping]) -> str:
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
+def choice_table(directory, rows: Sequence[Mapping], names: Sequence[str] = ()) -> str:
+    """Markdown: the mean probability of each candidate answer (``names``, else "candidate c") for the base and the
+    best variant, on test (or on all examples without a split); empty when the run's scores hold no candidates."""
+    split = "test" if any(row["split"] == "val" for row in rows) else "all"
+    best = select_best(rows, "val" if split == "test" else "all")
+    means = {}
+    for key in [(BASE_TAU, None, None)] + ([best] if best else []):
+        scores = [s for s in load_scores(directory, key) if s.get("split") == split]
+        columns = sorted(c for c in (scores[0] if scores else {}) if c.startswith("choice") and c.endswith("_logprob"))
+        if columns:
+            means[key] = [float(np.mean([math.exp(s[c]) for s in scores if s[c] is not None])) for c in columns]
+    if not means:
+        return ""
+    width = max(map(len, means.values()))
+    headers = [f"P({names[c]})" if c < len(names) else f"P(candidate {c})" for c in range(width)]
+    lines = [f"Mean probability of each candidate answer ({split} examples):", "",
+             "| model | " + " | ".join(headers) + " |", "|---" * (width + 1) + "|"]
+    lines += [f"| {_describe(key)} | " + " | ".join(f"{p:.4f}" for p in values) + " |" for key, values in means.items()]
+    return "\n".join(lines) + "\n"
+
+
 # ----------------------------------------------------------------------------- figures
 
 
@@ -209,6 +235,12 @@ def probe_figure(rows: Sequence[Mapping]):
     return fig
 
 
+def _choice_names(task: Optional[str]) -> tuple[str, ...]:
+    from laser_jax.tasks import get_task, task_names
+
+    return get_task(task).choice_names if task in task_names() else ()
+
+
 def write_report(directory, out: Optional[Path] = None) -> list[Path]:
     """Write the figures and ``report.md`` for the run in ``directory``; return the files written."""
     import matplotlib.pyplot as plt
@@ -249,10 +281,11 @@ def write_report(directory, out: Optional[Path] = None) -> list[Path]:
     done = len({variant_key(row) for row in rows})
     header += f"{done} variants (base included) in results.csv.\n\n"
     figures = "".join(f"![{p.stem}]({p.name})\n\n" for p in written)
+    choices = "" if directory.is_file() else choice_table(directory, rows, _choice_names(args.get("task")))
     path = out / "report.md"
-    path.write_text(header + summary_table(rows) + "\n" + figures)
+    path.write_text(header + summary_table(rows) + "\n" + (choices + "\n" if choices else "") + figures)
     written.append(path)
     return written
 
 
-__all__ = ["write_report", "summary_table", "select_best", "heatmap_figure", "probe_figure", "pooled", "reduction_percent", "PROBE_COLUMN"]
+__all__ = ["write_report", "summary_table", "choice_table", "select_best", "heatmap_figure", "probe_figure", "pooled", "reduction_percent", "PROBE_COLUMN"]

@@ -100,6 +100,23 @@ def figure(rows: Sequence[dict], model: str):
     return fig
 
 
+def table_tasks(directory, tasks: Sequence[str]) -> list[str]:
+    """``tasks`` and every other task whose run in ``directory`` is finished, in the registry's order (the paper's
+    Table 1 order), so that running one more task into a table directory adds its row and keeps the others."""
+    from laser_jax.tasks import task_names
+
+    def finished(name: str) -> bool:
+        try:
+            table_row(Path(directory) / name)
+        except (DataError, FileNotFoundError):
+            return False
+        return True
+
+    chosen = set(tasks) | {name for name in task_names() if name not in tasks and (Path(directory) / name / RUN_FILE).exists()
+                           and finished(name)}
+    return sorted(chosen, key=lambda name: (task_names().index(name) if name in task_names() else len(task_names()), name))
+
+
 def write_table(directory, tasks: Sequence[str], model: Optional[str] = None) -> list[Path]:
     """Write ``table.md``, ``table.csv`` and ``table.png`` for the runs ``directory/<task>``; return their paths."""
     import matplotlib.pyplot as plt
@@ -117,4 +134,4 @@ def write_table(directory, tasks: Sequence[str], model: Optional[str] = None) ->
     return paths
 
 
-__all__ = ["COLUMNS", "table_row", "markdown", "figure", "write_table"]
+__all__ = ["COLUMNS", "table_row", "table_tasks", "markdown", "figure", "write_table"]

@@ -6,6 +6,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The CLI keeps JAX's persistent compilation cache in ~/.cache/laser-jax/xla unless this is set; the tests compile
+# afresh (an empty value turns the cache off), except where a test sets its own place.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", "")
 SHARED_DATA = Path(os.environ.get("LASER_JAX_DATA", REPO.parent / "shared" / "data"))
 
 

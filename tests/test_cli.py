@@ -255,3 +255,23 @@ def test_synthetic_delegates_to_the_experiment(monkeypatch, tmp_path, capsys):
     assert main(["synthetic", "--preset", "tiny"]) == 0
     assert calls == [("quick", str(tmp_path)), ("tiny", None)]
     _assert_one_line_error(capsys, main(["synthetic", "--preset", "huge"]), "unknown synthetic preset 'huge'")
+
+
+def test_cli_keeps_compiled_programs_in_the_users_cache(setup, tmp_path):
+    """By default the CLI turns on JAX's persistent compilation cache under ~/.cache/laser-jax/xla; a second process
+    that reads its programs from there writes the same results, byte for byte."""
+    env = {key: value for key, value in os.environ.items() if key != "JAX_COMPILATION_CACHE_DIR"}
+    env.update(HOME=str(tmp_path), PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")  # the tiny model's programs compile in under JAX's 1 s
+    cache = tmp_path / ".cache" / "laser-jax" / "xla"
+    argv = ["sweep", "--model", str(setup / "model"), "--task", "counterfact", "--data", str(setup / "counterfact.json"),
+            "--limit", "4", "--layers", "1", "--taus", "fc_in", "--rhos", "0.5,0.1", "--quiet"]
+    for run in ("first", "second"):
+        result = subprocess.run([sys.executable, "-m", "laser_jax.cli", *argv, "--out", str(tmp_path / run)],
+                                capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr[-2000:]
+        if run == "first":
+            entries = set(os.listdir(cache))
+            assert entries
+    assert set(os.listdir(cache)) == entries  # the second process compiled nothing new
+    assert (tmp_path / "second" / RESULTS_FILE).read_bytes() == (tmp_path / "first" / RESULTS_FILE).read_bytes()

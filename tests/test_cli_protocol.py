@@ -107,6 +107,10 @@ def test_table_runs_each_task_and_writes_table_1(setup, data_root, tmp_path, cap
     assert main(argv) == 0  # finished: resumes to nothing and rewrites the same table
     assert (tmp_path / "t" / "fever" / RESULTS_FILE).read_bytes() == before
     assert read_csv(tmp_path / "t" / "table.csv")[1]["laser_accuracy"] == fever["laser_accuracy"]
+    (tmp_path / "t" / "truthfulqa").mkdir()  # a task dir without a finished run is left out of the table
+    argv[argv.index("counterfact,fever")] = "fever"
+    assert main(argv) == 0  # one task again: the table keeps the other finished task's row, in the paper's order
+    assert read_csv(tmp_path / "t" / "table.csv") == table
 
 
 @pytest.mark.parametrize("tasks,root,expected", [

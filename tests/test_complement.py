@@ -8,7 +8,7 @@ from laser_jax import load_model
 from laser_jax.errors import InterventionError
 from laser_jax.examples import Example
 from laser_jax.laser import Intervention, apply, planned_ranks
-from laser_jax.removed import MODELS, FixedItem, Prediction, fixed_items, format_report, top_predictions
+from laser_jax.removed import MODELS, FixedItem, Prediction, counts, fixed_items, format_report, summary, top_predictions
 from laser_jax.sweep import evaluate, sweep
 from tests.models.hf_tiny import TINY_FAMILY_VOCAB, save_tiny_family
 
@@ -123,3 +123,56 @@ def test_report_keeps_each_item_on_one_table_row():
     assert len(rows) == 5
     assert rows[4] == ("| 0 | 7pm - 10pm Saturday \\| Kat. Hsieh holds a citizenship from | '<3>' | "
                        + " | ".join(["'<3>' 0.50, '<4>' 0.25"] * 3) + " |")
+
+
+def test_counts_of_generic_base_and_answer_top_tokens():
+    def item(answer, base, laser, removed):
+        return FixedItem(0, answer, {"base": Prediction((base, 99), (0.6, 0.1)), "laser": Prediction((laser,), (0.5,)),
+                                     "removed": Prediction((removed,), (0.4,))})
+
+    the, a = 1, 2  # generic ids
+    items = [item(7, the, 7, the), item(8, a, 8, 8), item(9, 5, 9, the), item(3, the, 3, 5)]
+    assert counts(items, [the, a]) == {"base": {"generic": 3, "base_top": 4, "answer": 0},
+                                       "laser": {"generic": 0, "base_top": 0, "answer": 4},
+                                       "removed": {"generic": 2, "base_top": 1, "answer": 1}}
+    text = summary(items, Intervention(2, "fc_up", 0.2), 10, [the, a], generic_words=(" the", " a"))
+    assert text.startswith("4 of 10 items are fixed") and "(' the', ' a'): base 3, laser 0, removed 2;" in text
+    assert "base's own top token: base 4, laser 0, removed 1; the right answer: base 0, laser 4, removed 1." in text
+
+
+def test_cli_removed_reports_the_library_items(tmp_path, capsys):
+    """``laser-jax removed`` on a tiny model with a tokenizer: its summary is the library's, on the chosen split."""
+    import json
+
+    from laser_jax.cli import main
+    from laser_jax.results import split_indices
+    from laser_jax.tasks import GENERIC_PROBES, get_task
+    from laser_jax.tasks.common import encode_probes
+    from tests.test_checkpoint import save_tiny_gpt2
+    from tests.test_cli import FACTS
+
+    save_tiny_gpt2(tmp_path / "model")
+    records = [{"case_id": i, "prompt": p, "ground_truth": a, "rephrase_prompt": r} for i, (p, a, r) in enumerate(FACTS)]
+    (tmp_path / "cf.json").write_text(json.dumps(records))
+    argv = ["removed", "--model", str(tmp_path / "model"), "--task", "counterfact", "--data", str(tmp_path / "cf.json"),
+            "--edit", "fc_in:1:0.05", "--out", str(tmp_path / "out")]
+    model = load_model(tmp_path / "model")
+    task = get_task("counterfact")
+    examples = task.examples(task.load(str(tmp_path / "cf.json")), model.tokenizer)
+    step = Intervention(1, "fc_in", 0.05)
+    generic = encode_probes(model.tokenizer, GENERIC_PROBES)
+    for split, chosen in (("val", [examples[i] for i in split_indices(len(examples), "val+test")["val"]]),
+                          ("all", examples)):
+        assert main(argv + ["--split", split]) == 0
+        text = (tmp_path / "out" / "summary.md").read_text()
+        expected = summary(fixed_items(model, chosen, step), step, len(chosen), generic, model.tokenizer, chosen,
+                           GENERIC_PROBES)
+        assert text.endswith(expected) and "removed --model" in text
+        assert expected.startswith(f"{len(fixed_items(model, chosen, step))} of {len(chosen)} items")
+    capsys.readouterr()
+    for edit, words in (("fc_in:1:1", "empty"), ("fc_in:1:0.5:bottom", "the LASER step itself"),
+                        ("fc_in:9:0.5", "layer")):
+        assert main(argv[:-4] + ["--edit", edit, "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and words in err, err
+    assert not (tmp_path / "bad").exists()

@@ -109,3 +109,23 @@ def test_report_without_probes_or_validation(tmp_path):
     assert "generic_tokens.png" not in written
     assert "optimistic" in (tmp_path / "run" / "report.md").read_text()
     assert json.loads((tmp_path / "run" / "run.json").read_text())["args"]["task"] == "counterfact"
+
+
+def test_report_gives_each_candidates_mean_probability_on_test(tmp_path):
+    """IOI: P(indirect object) and P(subject) of the base and of the selected variant, on the test examples only."""
+    import math
+
+    store = ResultsStore(tmp_path / "run", {**ARGS, "task": "ioi"})
+    logp = lambda *ps: [math.log(p) for p in ps]  # noqa: E731
+    split = ["val", "test", "test"]
+    store.record(variant_rows("none", None, None, 0.5, 1.0),
+                 scores={"index": [0, 1, 2], "split": split, "correct": [1, 0, 1],
+                         "choice0_logprob": logp(0.9, 0.2, 0.4), "choice1_logprob": logp(0.1, 0.6, 0.3)})
+    store.record(variant_rows("fc_in", 1, 0.1, 1.0, 0.5),
+                 scores={"index": [0, 1, 2], "split": split, "correct": [1, 1, 1],
+                         "choice0_logprob": logp(0.99, 0.5, 0.7), "choice1_logprob": logp(0.01, 0.1, 0.2)})
+    store.record(variant_rows("fc_in", 0, 0.1, 0.5, 0.5))
+    write_report(tmp_path / "run")
+    text = (tmp_path / "run" / "report.md").read_text()
+    assert "| model | P(indirect object) | P(subject) |" in text
+    assert "| base | 0.3000 | 0.4500 |" in text and "| fc_in layer 1, ρ=0.1 (90% reduction) | 0.6000 | 0.1500 |" in text

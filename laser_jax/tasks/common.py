@@ -294,6 +294,7 @@ class Task:
     single_token: bool = False  # answers/choices are meant to be one token: multi-token ones are reported
     max_new_tokens: int = 0  # generation tasks: tokens to decode greedily
     probes: tuple[str, ...] = ()  # generic tokens whose log-prob is reported per example
+    choice_names: tuple[str, ...] = ()  # what each candidate position means, when fixed (IOI: indirect object, subject)
 
     def __post_init__(self):
         if self.scoring not in SCORING_MODES:

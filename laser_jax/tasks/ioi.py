@@ -54,4 +54,5 @@ TASK = Task(
     generate=ioi_items,
     single_token=True,
     probes=GENERIC_PROBES,
+    choice_names=("indirect object", "subject"),
 )
