@@ -242,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="For the items one step fixes (base top-1 wrong, LASER top-1 right), list the "
                                               "top next tokens of the base, the LASER model and the removed part alone "
                                               "(W - W_k), and count generic words among them; writes DIR/summary.md "
+                                              "and DIR/removed.png "
                                               "(see laser_jax.removed).")
     _model_arguments(removed)
     removed.add_argument("--task", required=True, metavar="NAME", help="task name (e.g. counterfact)")
@@ -489,7 +490,9 @@ def cmd_removed(args) -> int:
                               examples, words))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results.write_text_atomic(out / "summary.md", text)
+    fig = removed.figure(fixed, encode_probes(model.tokenizer, words), title[2:])
+    fig.savefig(out / "removed.png", dpi=120, bbox_inches="tight")
+    results.write_text_atomic(out / "summary.md", text + "\n![top tokens](removed.png)\n")
     print(text)
     return 0
 

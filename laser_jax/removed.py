@@ -102,6 +102,25 @@ def summary(items: Sequence[FixedItem], step: Intervention, n_items: int, generi
             f"answer: {line('answer')}.\n\n" + format_report(items, step, tokenizer, examples))
 
 
+def figure(items: Sequence[FixedItem], generic_ids, title: str = ""):
+    """A matplotlib Figure of :func:`counts`: per model, the fixed items whose top token is a generic word, the
+    base's top token, or the right answer."""
+    import matplotlib.pyplot as plt
+
+    table = counts(items, generic_ids)
+    kinds = (("generic", "a generic word"), ("base_top", "the base's top token"), ("answer", "the right answer"))
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    width = 0.8 / len(kinds)
+    for j, (key, label) in enumerate(kinds):
+        ax.bar(np.arange(len(MODELS)) + (j - 1) * width, [table[name][key] for name in MODELS], width, label=label)
+    ax.set_xticks(np.arange(len(MODELS)), ["base", "LASER (W_k)", "removed part (W − W_k)"])
+    ax.set_ylabel(f"fixed items (of {len(items)})")
+    ax.set_title(title or "top token on the items LASER fixes", fontsize=9)
+    ax.legend(fontsize=8, title="top token is", title_fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def format_report(items: Sequence[FixedItem], step: Intervention, tokenizer=None, examples=None, top_n: int = 3) -> str:
     """A markdown table: per fixed item, its prompt and answer, and each model's top ``top_n`` tokens with probabilities."""
 
@@ -123,4 +142,4 @@ def format_report(items: Sequence[FixedItem], step: Intervention, tokenizer=None
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["MODELS", "Prediction", "FixedItem", "fixed_items", "top_predictions", "counts", "summary", "format_report"]
+__all__ = ["MODELS", "Prediction", "FixedItem", "fixed_items", "top_predictions", "counts", "summary", "figure", "format_report"]

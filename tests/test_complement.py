@@ -167,7 +167,8 @@ def test_cli_removed_reports_the_library_items(tmp_path, capsys):
         text = (tmp_path / "out" / "summary.md").read_text()
         expected = summary(fixed_items(model, chosen, step), step, len(chosen), generic, model.tokenizer, chosen,
                            GENERIC_PROBES)
-        assert text.endswith(expected) and "removed --model" in text
+        assert expected in text and "removed --model" in text
+        assert (tmp_path / "out" / "removed.png").read_bytes()[:4] == b"\x89PNG"
         assert expected.startswith(f"{len(fixed_items(model, chosen, step))} of {len(chosen)} items")
     capsys.readouterr()
     for edit, words in (("fc_in:1:1", "empty"), ("fc_in:1:0.5:bottom", "the LASER step itself"),
