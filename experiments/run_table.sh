@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Table 1 through the selection protocol (every layer x the family's MLP matrices x the paper's seven rho on
-# validation, the selected variants on test) on every dataset in ../shared/data, each task capped at its first 2,000
-# records (CounterFact's validation file has 1,919 cases, so it runs whole). $MODEL (default smollm2; gemma3-270m is
+# validation, the selected variants on test) on every dataset in ../shared/data, each task capped at its first $LIMIT
+# (default 2,000) records (CounterFact's validation file has 1,919 cases, so it runs whole). $MODEL (default smollm2; gemma3-270m is
 # the other packaged model) names the model, $OUT (default experiments/results/table_$MODEL) the table directory, $1
 # (a comma-separated task list) the tasks; further arguments go to laser-jax table (--screen-top 50, --rhos mp, ...).
 # Without racing, so that SmolLM2's full-grid CounterFact row is also the check against the exhaustive run
@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 source .venv/bin/activate
 MODEL=${MODEL:-smollm2}
 OUT=${OUT:-experiments/results/table_$MODEL}
+LIMIT=${LIMIT:-2000}
 mkdir -p "$OUT"
 TASKS=${1:-counterfact,known1000,fever,bigbench_wikidata,hotpotqa,bigbench_epistemic,truthfulqa}
 echo "=== start $(date -u +%FT%TZ) model=$MODEL tasks=$TASKS"
-laser-jax table --model "$MODEL" --tasks "$TASKS" --data-root ../shared/data --limit 2000 --out "$OUT" --quiet "${@:2}"
+laser-jax table --model "$MODEL" --tasks "$TASKS" --data-root ../shared/data --limit "$LIMIT" --out "$OUT" --quiet "${@:2}"
 rc=$?
 echo "=== end $(date -u +%FT%TZ) rc=$rc"

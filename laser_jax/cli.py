@@ -34,6 +34,7 @@ DEFAULT_RHOS = "0.9,0.8,0.6,0.4,0.2,0.1,0.05,0.01"
 PAPER_RHOS = (0.9, 0.8, 0.6, 0.2, 0.1, 0.05, 0.01)  # laser_jax.selection.PAPER_RHOS (not imported: it pulls in JAX)
 MODES = ("exhaustive", "selection")
 COMPOSITION_FILE = "compose.json"
+SCREEN_FILE = "screen.csv"  # a --screen-top run's screen of its whole grid, read back on resume
 COMPILE_CACHE = Path.home() / ".cache" / "laser-jax" / "xla"  # JAX's persistent compilation cache, unless the user set one
 
 
@@ -665,7 +666,8 @@ def _run_selection(model, task, items, store, layers, taus, rhos, args, devices)
             seconds = {}
             if args.screen_top is not None:
                 clock = protocol.Clock()
-                grid = protocol.screened(model, examples, grid, args.screen_top, batch_size=args.batch_size)
+                grid = protocol.top_predicted(grid, _screen_predictions(model, examples, grid, store, args, devices),
+                                              args.screen_top)
                 seconds["screen"] = clock.lap()
             done = len(recorder.done(protocol.VALIDATION))
             if done:
@@ -682,6 +684,23 @@ def _run_selection(model, task, items, store, layers, taus, rhos, args, devices)
     tested = ", ".join(f"{step.tau}:{step.layer}:{step.rho:g}" for step in run.tested)
     print(f"{store.directory}: tested on the test part: base, {tested}")
     return total
+
+
+def _screen_predictions(model, examples, grid, store, args, devices) -> dict:
+    """The first-order screen's predicted change per variant of ``grid``, on the validation part: read from the run's
+    ``screen.csv`` when it covers this grid (a resumed run skips the screen), else computed and written there."""
+    from laser_jax import laser, protocol, results, screen
+
+    path = store.directory / SCREEN_FILE
+    if path.exists():
+        stored = {laser.Intervention(row["layer"], row["tau"], row["rho"], row["keep"]): row["predicted_change"]
+                  for row in results.read_csv(path)}
+        if set(stored) == set(grid):
+            return stored
+    result = protocol.validation_screen(model, examples, grid, batch_size=args.batch_size)
+    if devices.is_writer:
+        results.write_text_atomic(path, results.to_csv(result.csv_rows(), screen.CSV_COLUMNS))
+    return {row.intervention: row.predicted_change for row in result.rows}
 
 
 # ----------------------------------------------------------------------------- table

@@ -31,7 +31,7 @@ Each look's scores are saved through the recorder before the next one starts,
 so a killed race resumes at the look it was in; eliminations are a
 deterministic function of the saved scores.
 
-**Screening** (:func:`screened`) prunes the grid before any of it runs: the
+**Screening** (:func:`validation_screen`, :func:`top_predicted`) prunes the grid before any of it runs: the
 first-order screen (:mod:`laser_jax.screen`, one forward and backward pass
 over the validation items) predicts every variant's change in validation loss,
 and only the ``top`` predicted best are swept. It is a heuristic, not a bound:
@@ -243,18 +243,24 @@ def replay_race(scores: Mapping[str, ExampleScores], variants: Sequence[Interven
 # ----------------------------------------------------------------------------- screening
 
 
-def screened(model, examples: Sequence[Example], variants: Sequence[Intervention], top: int,
-             fraction: float = VALIDATION_FRACTION, batch_size: int = 32) -> list[Intervention]:
-    """The ``top`` variants that the first-order screen on the validation part of ``examples`` predicts to lower
-    the mean answer NLL most (ties in grid order), in grid order. Deterministic, so a resumed run screens alike."""
+def validation_screen(model, examples: Sequence[Example], variants: Sequence[Intervention],
+                      fraction: float = VALIDATION_FRACTION, batch_size: int = 32):
+    """The first-order screen (:func:`laser_jax.screen.screen`) of ``variants`` on the validation part of ``examples``."""
     from laser_jax.screen import screen
 
+    validation, _ = validation_split(len(examples), fraction)
+    return screen(model, [examples[i] for i in validation], variants=variants, batch_size=batch_size)
+
+
+def top_predicted(variants: Sequence[Intervention], predicted: Mapping[Intervention, float], top: int) -> list[Intervention]:
+    """The ``top`` variants with the lowest ``predicted`` change in loss (ties in grid order), in grid order: what a
+    ``--screen-top`` run sweeps. The screen is deterministic, and a run keeps it in ``screen.csv``, so a resumed run
+    keeps the same variants."""
     if top < 1:
         raise DataError(f"the screen must keep at least one variant, got {top}")
-    validation, _ = validation_split(len(examples), fraction)
-    result = screen(model, [examples[i] for i in validation], variants=variants, batch_size=batch_size)
-    kept = {row.intervention for row in result.ranked()[:top]}
-    return [iv for iv in variants if iv in kept]
+    order = sorted(range(len(variants)), key=lambda i: (predicted[variants[i]], i))
+    kept = set(order[:top])
+    return [iv for i, iv in enumerate(variants) if i in kept]
 
 
 # ----------------------------------------------------------------------------- selection
@@ -355,4 +361,4 @@ class Clock:
 
 
 __all__ = ["VALIDATION", "TEST", "Recorder", "MemoryRecorder", "Racing", "correct_of", "sign_test_bound", "survivors",
-           "concat_scores", "race_looks", "race", "replay_race", "screened", "selected", "ProtocolRun", "run_selection", "Clock"]
+           "concat_scores", "race_looks", "race", "replay_race", "validation_screen", "top_predicted", "selected", "ProtocolRun", "run_selection", "Clock"]

@@ -182,8 +182,17 @@ def test_screened_selection_sweeps_the_screens_top_variants_only(setup, tmp_path
     tested = {(r["tau"], r["layer"], r["rho"]) for r in rows if r["split"] == "test" and r["tau"] != "none"}
     assert tested and tested <= swept
 
+    stored = read_csv(out / "screen.csv")  # the whole grid's screen, kept for a resumed run
+    assert [(r["layer"], r["tau"], r["rho"]) for r in stored] == [(iv.layer, iv.tau, iv.rho) for iv in grid]
+    by_key = {row.intervention: row.predicted_change for row in predicted}
+    assert [r["predicted_change"] for r in stored] == [by_key[iv] for iv in grid]
+
+    import laser_jax.protocol
+
     before = (out / RESULTS_FILE).read_bytes()
-    assert main(selection_argv(setup, out, "--screen-top", "5")) == 0  # the same screen again: nothing left to run
+    with pytest.MonkeyPatch.context() as patch:  # a resumed run reads the stored screen instead of computing it
+        patch.setattr(laser_jax.protocol, "validation_screen", lambda *a, **k: pytest.fail("screened again"))
+        assert main(selection_argv(setup, out, "--screen-top", "5")) == 0  # nothing left to run
     assert (out / RESULTS_FILE).read_bytes() == before
 
 
