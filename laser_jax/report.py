@@ -128,9 +128,9 @@ def summary_table(rows: Sequence[Mapping]) -> str:
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
-def choice_table(directory, rows: Sequence[Mapping], names: Sequence[str] = ()) -> str:
-    """Markdown: the mean probability of each candidate answer (``names``, else "candidate c") for the base and the
-    best variant, on test (or on all examples without a split); empty when the run's scores hold no candidates."""
+def candidate_means(directory, rows: Sequence[Mapping]) -> dict[tuple, list[float]]:
+    """The mean probability of each candidate answer, per variant key, for the base and the best variant, on test (or
+    on all examples without a split), from the per-example scores; empty when they hold no candidates."""
     split = "test" if any(row["split"] == "val" for row in rows) else "all"
     best = select_best(rows, "val" if split == "test" else "all")
     means = {}
@@ -139,8 +139,16 @@ def choice_table(directory, rows: Sequence[Mapping], names: Sequence[str] = ()) 
         columns = sorted(c for c in (scores[0] if scores else {}) if c.startswith("choice") and c.endswith("_logprob"))
         if columns:
             means[key] = [float(np.mean([math.exp(s[c]) for s in scores if s[c] is not None])) for c in columns]
+    return means
+
+
+def choice_table(directory, rows: Sequence[Mapping], names: Sequence[str] = ()) -> str:
+    """Markdown of :func:`candidate_means`, the candidates named by ``names`` (else "candidate c"); empty when the
+    run's scores hold no candidates."""
+    means = candidate_means(directory, rows)
     if not means:
         return ""
+    split = "test" if any(row["split"] == "val" for row in rows) else "all"
     width = max(map(len, means.values()))
     headers = [f"P({names[c]})" if c < len(names) else f"P(candidate {c})" for c in range(width)]
     lines = [f"Mean probability of each candidate answer ({split} examples):", "",
@@ -288,4 +296,4 @@ def write_report(directory, out: Optional[Path] = None) -> list[Path]:
     return written
 
 
-__all__ = ["write_report", "summary_table", "choice_table", "select_best", "heatmap_figure", "probe_figure", "pooled", "reduction_percent", "PROBE_COLUMN"]
+__all__ = ["write_report", "summary_table", "choice_table", "candidate_means", "select_best", "heatmap_figure", "probe_figure", "pooled", "reduction_percent", "PROBE_COLUMN"]
