@@ -246,14 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "and DIR/removed.png "
                                               "(see laser_jax.removed).")
     _model_arguments(removed)
-    removed.add_argument("--task", required=True, metavar="NAME", help="task name (e.g. counterfact)")
-    removed.add_argument("--data", metavar="FILE", help="data file (default: the task's file under $LASER_JAX_DATA, else its hub id)")
-    removed.add_argument("--limit", type=int, metavar="N", help="use the first N records")
+    _task_arguments(removed)
     removed.add_argument("--edit", required=True, metavar="TAU:LAYER:RHO", help="the LASER step, e.g. fc_up:28:0.2 (RHO mp: its MP rank)")
-    removed.add_argument("--split", choices=("val", "all"), default="val",
-                         help="val: the first 20%% of the examples, as a sweep's validation split (default); all: every example")
-    removed.add_argument("--batch-size", type=int, default=32, metavar="B", help="examples per batch (default 32)")
-    removed.add_argument("--out", required=True, metavar="DIR", help="writes DIR/summary.md")
+    removed.add_argument("--out", required=True, metavar="DIR", help="writes DIR/summary.md and DIR/removed.png")
     removed.set_defaults(func=cmd_removed)
 
     screen = commands.add_parser("screen", help="predict every variant's change in answer NLL to first order (no variants run)",
@@ -263,12 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arguments(screen)
     _grid_arguments(screen)
     screen.add_argument("--rhos", default=DEFAULT_RHOS, metavar="LIST", help=f"fractions of rank kept (default {DEFAULT_RHOS})")
-    screen.add_argument("--task", required=True, metavar="NAME", help="task name (e.g. counterfact)")
-    screen.add_argument("--data", metavar="FILE", help="data file (default: the task's file under $LASER_JAX_DATA, else its hub id)")
-    screen.add_argument("--limit", type=int, metavar="N", help="use the first N records")
-    screen.add_argument("--split", choices=("val", "all"), default="val",
-                        help="val: the first 20%% of the examples, as sweep's validation split (default); all: every example")
-    screen.add_argument("--batch-size", type=int, default=32, metavar="B", help="examples per batch (default 32)")
+    _task_arguments(screen)
     screen.add_argument("--out", required=True, metavar="FILE", help="CSV, one row per variant")
     screen.set_defaults(func=cmd_screen)
     return parser
@@ -278,6 +268,16 @@ def _model_arguments(parser) -> None:
     parser.add_argument("--model", required=True, metavar="SRC", help="hub id, local checkpoint directory or .gguf file")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="parameter dtype")
     parser.add_argument("--revision", help="hub branch, tag or commit of --model")
+
+
+def _task_arguments(parser) -> None:
+    """The examples of the analysis commands (``screen``, ``removed``; read by :func:`_task_examples`)."""
+    parser.add_argument("--task", required=True, metavar="NAME", help="task name (e.g. counterfact)")
+    parser.add_argument("--data", metavar="FILE", help="data file (default: the task's file under $LASER_JAX_DATA, else its hub id)")
+    parser.add_argument("--limit", type=int, metavar="N", help="use the first N records")
+    parser.add_argument("--split", choices=("val", "all"), default="val",
+                        help="val: the first 20%% of the examples, as a sweep's validation split (default); all: every example")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="B", help="examples per batch (default 32)")
 
 
 def _grid_arguments(parser) -> None:
