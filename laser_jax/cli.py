@@ -483,15 +483,16 @@ def cmd_removed(args) -> int:
     laser.check_intervention(model, step)
     step.complement()  # refuses rho = 1 (nothing removed)
     words = task.probes or GENERIC_PROBES
+    generic = encode_probes(model.tokenizer, words)
     fixed = removed.fixed_items(model, examples, step, batch_size=args.batch_size)
     title = (f"# The removed part of {step.tau}, layer {step.layer}, ρ = {step.rho:g} ({args.model}, {task.name}, "
              f"{'validation' if args.split == 'val' else 'all'} items)")
     text = (f"{title}\n\n```\n{' '.join(args.argv)}\n```\n\n"
-            + removed.summary(fixed, step, len(examples), encode_probes(model.tokenizer, words), model.tokenizer,
+            + removed.summary(fixed, step, len(examples), generic, model.tokenizer,
                               examples, words))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    fig = removed.figure(fixed, encode_probes(model.tokenizer, words), title[2:])
+    fig = removed.figure(fixed, generic, title[2:])
     fig.savefig(out / "removed.png", dpi=120, bbox_inches="tight")
     results.write_text_atomic(out / "summary.md", text + "\n![top tokens](removed.png)\n")
     print(text)
