@@ -664,12 +664,10 @@ def _run_selection(model, task, items, store, layers, taus, rhos, args, devices)
     store.start()
     try:
         with devices.matmul_precision():
-            seconds = {}
             if args.screen_top is not None:
-                clock = protocol.Clock()
                 grid = protocol.top_predicted(grid, _screen_predictions(model, examples, grid, store, args, devices),
                                               args.screen_top)
-                seconds["screen"] = clock.lap()
+                recorder.lap("screen")
             done = len(recorder.done(protocol.VALIDATION))
             if done:
                 print(f"resuming {store.directory}: {done} of {len(grid) + 1} variants already scored on validation",
@@ -677,7 +675,7 @@ def _run_selection(model, task, items, store, layers, taus, rhos, args, devices)
             run = protocol.run_selection(model, examples, grid, recorder, top_n=args.top_n, racing=_racing(args),
                                          batch_size=args.batch_size, progress=not args.quiet and devices.is_writer,
                                          mesh=devices.mesh)
-        total = recorder.add_seconds({**seconds, **run.seconds})
+        total = recorder.lap(protocol.TEST)  # what is left after the last row: the recorder counts time as rows land
     finally:
         store.close()
     if run.stopped:

@@ -384,10 +384,17 @@ class StoreRecorder:
     looks are kept as ``race/look<j>.npz`` (every score array of every variant
     scored in that look), written atomically. Only a ``writer`` writes files
     (process 0 of a multi-process run, whose store alone writes rows).
+
+    The seconds spent go to ``timing.json`` as rows and looks are stored (each
+    :meth:`lap` adds the time since the last one to a phase), so a session
+    that is killed still counts in the run's total.
     """
 
     def __init__(self, store: ResultsStore, rank_of, writer: bool = True):
+        from laser_jax.protocol import Clock
+
         self.store, self.rank_of, self.writer = store, rank_of, writer
+        self.clock = Clock()
 
     def done(self, split: str) -> dict[str, dict]:
         return {intervention_key(variant_key(row)): {"accuracy": _number(row.get("accuracy")),
@@ -400,6 +407,7 @@ class StoreRecorder:
         everything = {split: np.arange(len(row.scores))}
         self.store.record(sweep_rows(row, everything, k, {"raced": 1} if raced else None),
                           scores=example_columns(row, everything, index))
+        self.lap(split)
 
     def look_path(self, look: int) -> Path:
         return self.store.directory / LOOKS_DIR / f"look{look}.npz"
@@ -426,6 +434,13 @@ class StoreRecorder:
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
+        from laser_jax.protocol import VALIDATION
+
+        self.lap(VALIDATION)  # racing's looks are all on the validation part
+
+    def lap(self, phase: str) -> dict:
+        """Add the wall/CPU seconds since the last lap (or since this recorder was made) to ``phase``; the totals."""
+        return self.add_seconds({phase: self.clock.lap()})
 
     def add_seconds(self, seconds: Mapping[str, Mapping[str, float]]) -> dict:
         """Add this session's wall/CPU seconds per phase to ``timing.json`` (summed over resumed sessions)."""

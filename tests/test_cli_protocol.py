@@ -49,6 +49,7 @@ def test_selection_run_killed_and_resumed_equals_uninterrupted(setup, tmp_path):
     assert main(selection_argv(setup, full)) == 0
     killer.join()
     assert 3 <= at_kill[0] < 37
+    assert json.loads((killed / "timing.json").read_text())["val"]["wall_s"] > 0  # the killed session's seconds count
     assert main(selection_argv(setup, killed)) == 0
     assert (killed / RESULTS_FILE).read_bytes() == (full / RESULTS_FILE).read_bytes()
 
