@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from laser_jax.errors import DataError
 from laser_jax.report import select_best, split_rows
@@ -114,7 +114,35 @@ def table_tasks(directory, tasks: Sequence[str]) -> list[str]:
 
     chosen = set(tasks) | {name for name in task_names() if name not in tasks and (Path(directory) / name / RUN_FILE).exists()
                            and finished(name)}
-    return sorted(chosen, key=lambda name: (task_names().index(name) if name in task_names() else len(task_names()), name))
+    return table_tasks_order(chosen)
+
+
+def table_tasks_order(tasks) -> list[str]:
+    """``tasks`` in the registry's order (the paper's Table 1 order), unknown names last."""
+    from laser_jax.tasks import task_names
+
+    names = task_names()
+    return sorted(tasks, key=lambda name: (names.index(name) if name in names else len(names), name))
+
+
+def side_by_side(tables: Mapping[str, Path]) -> str:
+    """Several models' tables in one, as the paper's Table 1 sets its models side by side: a row per task (every task
+    finished in any of the ``{model name: table directory}``, in the registry's order), base → LASER test accuracy %
+    and the chosen (ℓ, τ, ρ) per model; "–" where a model's run of that task is not finished."""
+    rows = {model: {name: table_row(Path(directory) / name) for name in table_tasks(directory, [])}
+            for model, directory in tables.items()}
+    tasks = table_tasks_order({name for model_rows in rows.values() for name in model_rows})
+    header = "| task | " + " | ".join(f"{model}: base → LASER acc % | {model}: chosen ℓ, τ, ρ" for model in tables) + " |"
+    lines = [header, "|---|" + "---|---|" * len(tables)]
+    for name in tasks:
+        cells = []
+        for model in tables:
+            row = rows[model].get(name)
+            cells += (["–", "–"] if row is None else
+                      [f"{_percent(row['base_accuracy'])} → {_percent(row['laser_accuracy'])}",
+                       f"{row['layer']}, {row['tau']}, {row['rho']:g}"])
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def write_table(directory, tasks: Sequence[str], model: Optional[str] = None) -> list[Path]:
@@ -134,4 +162,4 @@ def write_table(directory, tasks: Sequence[str], model: Optional[str] = None) ->
     return paths
 
 
-__all__ = ["COLUMNS", "table_row", "table_tasks", "markdown", "figure", "write_table"]
+__all__ = ["COLUMNS", "table_row", "table_tasks", "table_tasks_order", "markdown", "figure", "side_by_side", "write_table"]

@@ -13,6 +13,7 @@ from laser_jax.cli import main
 from laser_jax.results import RESULTS_FILE, read_csv
 from laser_jax.screen import screen
 from laser_jax.selection import validation_split
+from laser_jax.table import side_by_side
 from laser_jax.tasks import get_task
 from tests.test_cli import FACTS, _assert_one_line_error, run_and_kill, setup  # noqa: F401  (setup is a fixture)
 
@@ -113,6 +114,11 @@ def test_table_runs_each_task_and_writes_table_1(setup, data_root, tmp_path, cap
     assert main(argv) == 0  # one task again: the table keeps the other finished task's row, in the paper's order
     untimed = lambda rows: [{k: v for k, v in row.items() if k not in ("cpu_s", "wall_s")} for row in rows]  # noqa: E731
     assert untimed(read_csv(tmp_path / "t" / "table.csv")) == untimed(table)  # a resumed run adds its seconds
+
+    side = side_by_side({"tiny": tmp_path / "t", "unrun": tmp_path / "none"}).splitlines()  # models side by side
+    assert len(side) == 4 and side[1] == "|---|---|---|---|---|"
+    assert side[3] == (f"| fever | {100 * fever['base_accuracy']:.2f} → {100 * fever['laser_accuracy']:.2f} | "
+                       f"{fever['layer']}, {fever['tau']}, {fever['rho']:g} | – | – |")
 
 
 @pytest.mark.parametrize("tasks,root,expected", [
