@@ -100,21 +100,24 @@ def figure(rows: Sequence[dict], model: str):
     return fig
 
 
+def finished_rows(directory) -> dict[str, dict]:
+    """The table row of every task whose run in ``directory`` is finished, by task name, in the registry's order."""
+    from laser_jax.tasks import task_names
+
+    rows = {}
+    for name in task_names():
+        if (Path(directory) / name / RUN_FILE).exists():
+            try:
+                rows[name] = table_row(Path(directory) / name)
+            except (DataError, FileNotFoundError):
+                pass
+    return rows
+
+
 def table_tasks(directory, tasks: Sequence[str]) -> list[str]:
     """``tasks`` and every other task whose run in ``directory`` is finished, in the registry's order (the paper's
     Table 1 order), so that running one more task into a table directory adds its row and keeps the others."""
-    from laser_jax.tasks import task_names
-
-    def finished(name: str) -> bool:
-        try:
-            table_row(Path(directory) / name)
-        except (DataError, FileNotFoundError):
-            return False
-        return True
-
-    chosen = set(tasks) | {name for name in task_names() if name not in tasks and (Path(directory) / name / RUN_FILE).exists()
-                           and finished(name)}
-    return table_tasks_order(chosen)
+    return table_tasks_order(set(tasks) | set(finished_rows(directory)))
 
 
 def table_tasks_order(tasks) -> list[str]:
@@ -129,8 +132,7 @@ def side_by_side(tables: Mapping[str, Path]) -> str:
     """Several models' tables in one, as the paper's Table 1 sets its models side by side: a row per task (every task
     finished in any of the ``{model name: table directory}``, in the registry's order), base → LASER test accuracy %
     and the chosen (ℓ, τ, ρ) per model; "–" where a model's run of that task is not finished."""
-    rows = {model: {name: table_row(Path(directory) / name) for name in table_tasks(directory, [])}
-            for model, directory in tables.items()}
+    rows = {model: finished_rows(directory) for model, directory in tables.items()}
     tasks = table_tasks_order({name for model_rows in rows.values() for name in model_rows})
     header = "| task | " + " | ".join(f"{model}: base → LASER acc % | {model}: chosen ℓ, τ, ρ" for model in tables) + " |"
     lines = [header, "|---|" + "---|---|" * len(tables)]
@@ -162,4 +164,4 @@ def write_table(directory, tasks: Sequence[str], model: Optional[str] = None) ->
     return paths
 
 
-__all__ = ["COLUMNS", "table_row", "table_tasks", "table_tasks_order", "markdown", "figure", "side_by_side", "write_table"]
+__all__ = ["COLUMNS", "table_row", "finished_rows", "table_tasks", "table_tasks_order", "markdown", "figure", "side_by_side", "write_table"]
