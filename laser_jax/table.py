@@ -19,7 +19,7 @@ from laser_jax.errors import DataError
 from laser_jax.report import select_best, split_rows
 from laser_jax.results import BASE_TAU, RUN_FILE, TIMING_FILE, load_results, to_csv, write_text_atomic
 
-COLUMNS = ("task", "n_val", "n_test", "limit", "base_accuracy", "laser_accuracy", "base_loss", "laser_loss", "base_auc",
+COLUMNS = ("task", "scored_by", "n_val", "n_test", "limit", "base_accuracy", "laser_accuracy", "base_loss", "laser_loss", "base_auc",
            "laser_auc", "layer", "tau", "rho", "k", "raced", "cpu_s", "wall_s")
 
 
@@ -39,12 +39,23 @@ def table_row(directory) -> dict:
     timing = json.loads(timing_file.read_text()) if timing_file.exists() else {}
     seconds = {name: sum(phase.get(name, 0.0) for phase in timing.values()) for name in ("cpu_s", "wall_s")}
     base, laser = test[base_key], test[best]
-    return {"task": args.get("task", directory.name), "n_val": val[base_key]["n"], "n_test": base["n"],
+    task = args.get("task", directory.name)
+    return {"task": task, "scored_by": scored_by(task), "n_val": val[base_key]["n"], "n_test": base["n"],
             "limit": args.get("limit"), "base_accuracy": base["accuracy"], "laser_accuracy": laser["accuracy"],
             "base_loss": base["loss"], "laser_loss": laser["loss"], "base_auc": base.get("auc"), "laser_auc": laser.get("auc"),
             "tau": best[0], "layer": best[1], "rho": best[2], "k": laser.get("k"),
             "raced": sum(1 for row in val.values() if row.get("raced")), "cpu_s": seconds["cpu_s"] or None,
             "wall_s": seconds["wall_s"] or None}
+
+
+def scored_by(task: str) -> str:
+    """What a task's accuracy counts in a sweep: ``choice`` (the gold candidate has the highest summed log-prob) or
+    ``top-1`` (the answer's first token is the argmax after the prompt). The generation tasks (HotpotQA, qa_wikidata),
+    which the paper scores by a greedy continuation that contains the answer, are swept and selected by top-1 too:
+    the engine scores every variant in one teacher-forced pass, and decoding N tokens costs N passes."""
+    from laser_jax.tasks import CHOICE, TASKS
+
+    return "choice" if task in TASKS and TASKS[task].scoring == CHOICE else "top-1"
 
 
 def _percent(value) -> str:
@@ -66,14 +77,17 @@ def markdown(rows: Sequence[dict], model: str) -> str:
     lines = [f"# LASER, Table 1 form: {model}", "",
              "Test accuracy % (answer loss) of the base model and of the variant selected on validation (the first 20% "
              "of the items: highest validation accuracy, ties to the lower validation loss). AUC: ROC AUC of the "
-             "log-prob margin between the two answers, for two-way choice tasks.", "",
-             "| task | base acc % (loss) | LASER acc % (loss) | chosen ℓ, τ, ρ (k) | AUC base → LASER | val / test items | "
+             "log-prob margin between the two answers, for two-way choice tasks. Scored by: `choice`, the gold "
+             "candidate has the highest summed log-prob; `top-1`, the answer's first token is the argmax after the "
+             "prompt (also for the generation tasks HotpotQA and qa_wikidata, which the paper scores by a greedy "
+             "continuation that contains the answer).", "",
+             "| task | scored by | base acc % (loss) | LASER acc % (loss) | chosen ℓ, τ, ρ (k) | AUC base → LASER | val / test items | "
              "record cap | CPU time | wall time |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         auc = "–" if row["base_auc"] is None else f"{row['base_auc']:.3f} → {row['laser_auc']:.3f}"
         lines.append(
-            f"| {row['task']} | {_percent(row['base_accuracy'])} ({_loss(row['base_loss'])}) | "
+            f"| {row['task']} | {row['scored_by']} | {_percent(row['base_accuracy'])} ({_loss(row['base_loss'])}) | "
             f"{_percent(row['laser_accuracy'])} ({_loss(row['laser_loss'])}) | "
             f"{row['layer']}, {row['tau']}, {row['rho']:g} ({row['k']}) | {auc} | {row['n_val']} / {row['n_test']} | "
             f"{row['limit'] if row['limit'] is not None else 'none'} | {_duration(row['cpu_s'])} | {_duration(row['wall_s'])} |")
@@ -164,4 +178,4 @@ def write_table(directory, tasks: Sequence[str], model: Optional[str] = None) ->
     return paths
 
 
-__all__ = ["COLUMNS", "table_row", "finished_rows", "table_tasks", "table_tasks_order", "markdown", "figure", "side_by_side", "write_table"]
+__all__ = ["COLUMNS", "table_row", "scored_by", "finished_rows", "table_tasks", "table_tasks_order", "markdown", "figure", "side_by_side", "write_table"]

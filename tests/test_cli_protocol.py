@@ -100,11 +100,12 @@ def test_table_runs_each_task_and_writes_table_1(setup, data_root, tmp_path, cap
     fever = table[1]
     assert fever["n_val"] == 4 and fever["n_test"] == 16 and fever["tau"] in ("fc_in", "fc_out")  # MLP taus by default
     assert 0.0 <= fever["base_auc"] <= 1.0 and table[0]["base_auc"] is None  # AUC for the two-way choice task only
+    assert [r["scored_by"] for r in table] == ["top-1", "choice"]
     fever_rows = read_csv(tmp_path / "t" / "fever" / RESULTS_FILE)
     base_test = next(r for r in fever_rows if r["tau"] == "none" and r["split"] == "test")
     assert fever["base_accuracy"] == base_test["accuracy"] and fever["base_auc"] == base_test["auc"]
     markdown = (tmp_path / "t" / "table.md").read_text()
-    assert "| fever |" in markdown and "record cap" in markdown and (tmp_path / "t" / "table.png").stat().st_size
+    assert "| fever | choice |" in markdown and "record cap" in markdown and (tmp_path / "t" / "table.png").stat().st_size
     before = (tmp_path / "t" / "fever" / RESULTS_FILE).read_bytes()
     assert main(argv) == 0  # finished: resumes to nothing and rewrites the same table
     assert (tmp_path / "t" / "fever" / RESULTS_FILE).read_bytes() == before
