@@ -706,7 +706,7 @@ def _screen_predictions(model, examples, grid, store, args, devices) -> dict:
 
 
 def cmd_table(args) -> int:
-    from laser_jax.tasks import get_task
+    from laser_jax.tasks import GENERATION, get_task
 
     names = [name.strip() for name in args.tasks.split(",") if name.strip()]
     if not names:
@@ -732,12 +732,39 @@ def cmd_table(args) -> int:
                     "rhos": rhos, "batch_size": args.batch_size, "dtype": args.dtype, **_selection_args(args)}
         store = _open_store(devices, out / task.name, run_args, args.argv)
         print(f"== {task.name}", file=sys.stderr)
-        _run_selection(model, task, task.load(sources[task.name], limit=args.limit), store, layers, taus, rhos, args,
-                       devices)
+        items = task.load(sources[task.name], limit=args.limit)
+        _run_selection(model, task, items, store, layers, taus, rhos, args, devices)
+        if task.scoring == GENERATION:
+            _generation_check(model, task, items, out / task.name, args, devices)
     if devices.is_writer:
         for path in write_table(out, table_tasks(out, [task.name for task in tasks])):
             print(path)
     return 0
+
+
+def _generation_check(model, task, items, directory: Path, args, devices) -> None:
+    """A generation task's row in the paper's own metric: greedy decoding on the test part for the base and the
+    selected variant (:func:`laser_jax.protocol.generation_on_test`), into ``generation.json``; kept when it already
+    covers the selected variant."""
+    import json
+
+    from laser_jax import laser, protocol, results
+    from laser_jax.report import select_best
+
+    tau, layer, rho = select_best(results.load_results(directory)[1], "val")
+    path = directory / results.GENERATION_FILE
+    variant = {"layer": layer, "tau": tau, "rho": rho}
+    if path.exists() and json.loads(path.read_text()).get("variant") == variant:
+        return
+    examples = task.examples(items, model.tokenizer)
+    with devices.matmul_precision():
+        record = protocol.generation_on_test(model, examples, [item.answer for item in items],
+                                             laser.Intervention(layer, tau, rho), task.max_new_tokens,
+                                             batch_size=args.batch_size)
+    if devices.is_writer:
+        results.write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    print(f"{directory}: greedy {task.max_new_tokens}-token generation on test, base {record['base']['accuracy']:.4f} "
+          f"-> LASER {record['laser']['accuracy']:.4f}", file=sys.stderr)
 
 
 def _table_data(task, data_root: Optional[str]) -> Optional[str]:

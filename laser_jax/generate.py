@@ -2,11 +2,17 @@
 
 Prompts are packed into a fixed-size right-padded buffer ``[batch, length]``
 (``length`` rounded up to a multiple of ``bucket``; a short last batch is filled
-with copies of a row), so the decoder compiles once per buffer shape. One jitted
-``fori_loop`` step runs the model over the buffer, takes the logits at each row's
-last filled position only (``select``), and writes the argmax after it. There is
-no KV cache: N new tokens cost N forward passes, which suits the short
-continuations the LASER tasks decode (10 to 15 tokens).
+with copies of a row), so the decoder compiles once per buffer shape.
+
+The cache holds every layer's *input* hidden state at every filled position
+(``[layers + 1, batch, length, d]``), not keys and values, so it works for every
+family through :func:`laser_jax.models.base.block` without touching their
+attention code. One pass over the prompts fills it; each new token then runs
+each block at its own position only (``select``), the block recomputing the
+earlier positions' keys and values from the cached inputs: a norm and the k/v
+projections per position, against the whole block for the new one. A new token
+costs about a tenth of a forward pass over the buffer on SmolLM2, instead of a
+whole one.
 
 Ties go to the lowest token id, as in ``torch.argmax`` and transformers'
 ``generate(do_sample=False)``.
@@ -24,23 +30,40 @@ import numpy as np
 
 from laser_jax.examples import Example
 from laser_jax.model import Model
+from laser_jax.models import base
 from laser_jax.tasks.common import generation_match
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 5))
 def _greedy(family, config, params, ids, lengths, steps):
-    model = Model(family, config, params)
     batch, length = ids.shape
     rows = jnp.arange(batch)
     columns = jnp.arange(length)
+    layers = base.n_layers(params)
 
-    def step(t, ids):
-        last = lengths - 1 + t
-        mask = columns[None, :] <= last[:, None]
-        logits = model.logits(ids, mask, select=last[:, None])[:, 0]
-        return ids.at[rows, last + 1].set(jnp.argmax(logits, axis=-1).astype(ids.dtype))
+    prompt = base.make_context(ids, columns[None, :] < lengths[:, None])
+    first = family.embed(params, config, ids, prompt)
 
-    ids = jax.lax.fori_loop(0, steps, step, ids)
+    def fill(i, cache):
+        return cache.at[i + 1].set(base.block(family, config, base.layer_params(params, i), cache[i], prompt))
+
+    cache = jax.lax.fori_loop(0, layers, fill, jnp.zeros((layers + 1,) + first.shape, first.dtype).at[0].set(first))
+
+    def step(t, state):
+        ids, cache = state
+        last = lengths - 1 + t  # the newest token's index; the prompt's last one at t = 0
+        ctx = base.make_context(ids, columns[None, :] <= last[:, None])
+        cache = cache.at[0, rows, last].set(family.embed(params, config, ids, ctx)[rows, last])
+
+        def advance(i, cache):
+            out = base.block(family, config, base.layer_params(params, i), cache[i], ctx, select=last[:, None])
+            return cache.at[i + 1, rows, last].set(out[:, 0])
+
+        cache = jax.lax.fori_loop(0, layers, advance, cache)
+        logits = family.head(params, config, cache[layers, rows, last][:, None])[:, 0]
+        return ids.at[rows, last + 1].set(jnp.argmax(logits, axis=-1).astype(ids.dtype)), cache
+
+    ids, _ = jax.lax.fori_loop(0, steps, step, (ids, cache))
     return jnp.take_along_axis(ids, lengths[:, None] + jnp.arange(steps)[None, :], axis=1)
 
 

@@ -37,6 +37,12 @@ over the validation items) predicts every variant's change in validation loss,
 and only the ``top`` predicted best are swept. It is a heuristic, not a bound:
 on SmolLM2 / CounterFact the true top 5 of the 630 variants were at predicted
 ranks 2-14 (``experiments/results/screen_smollm2``).
+
+**Generation tasks** (HotpotQA, qa_wikidata) are swept and selected by the
+top-1 of the answer's first token, one teacher-forced pass per variant; the
+paper scores them by greedy decoding. :func:`generation_on_test` gives that
+score on the test part for the base and the selected variant only, where
+decoding is affordable.
 """
 
 from __future__ import annotations
@@ -360,5 +366,23 @@ class Clock:
         return out
 
 
+def generation_on_test(model, examples: Sequence[Example], golds: Sequence[str], step: Intervention, max_new_tokens: int,
+                       *, fraction: float = VALIDATION_FRACTION, batch_size: int = 16) -> dict:
+    """The paper's generation accuracy (greedy ``max_new_tokens`` tokens, the gold answer a substring of the
+    continuation: :func:`laser_jax.generate.generation_accuracy`) on the test part, of the base and of ``step``."""
+    from laser_jax import generate, laser
+
+    _, test = validation_split(len(examples), fraction)
+    test_examples, test_golds = [examples[i] for i in test], [golds[i] for i in test]
+    base = generate.generation_accuracy(model, test_examples, test_golds, max_new_tokens, batch_size=batch_size)
+    reduced = generate.generation_accuracy(laser.apply(model, step), test_examples, test_golds, max_new_tokens,
+                                           batch_size=batch_size)
+    return {"max_new_tokens": max_new_tokens, "n": len(test),
+            "variant": {"layer": step.layer, "tau": step.tau, "rho": step.rho},
+            "base": {"accuracy": base.accuracy, "correct": sum(base.correct)},
+            "laser": {"accuracy": reduced.accuracy, "correct": sum(reduced.correct)}}
+
+
 __all__ = ["VALIDATION", "TEST", "Recorder", "MemoryRecorder", "Racing", "correct_of", "sign_test_bound", "survivors",
-           "concat_scores", "race_looks", "race", "replay_race", "validation_screen", "top_predicted", "selected", "ProtocolRun", "run_selection", "Clock"]
+           "concat_scores", "race_looks", "race", "replay_race", "validation_screen", "top_predicted", "selected", "ProtocolRun", "run_selection", "Clock",
+           "generation_on_test"]

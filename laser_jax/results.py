@@ -375,6 +375,7 @@ class ResultsStore:
 
 LOOKS_DIR = "race"
 TIMING_FILE = "timing.json"
+GENERATION_FILE = "generation.json"  # a table run's greedy-decoding check of a generation task (the CLI writes it)
 
 
 class StoreRecorder:

@@ -10,6 +10,7 @@ import pytest
 
 from laser_jax import laser, load_model
 from laser_jax.cli import main
+from laser_jax.generate import generation_accuracy
 from laser_jax.results import RESULTS_FILE, read_csv
 from laser_jax.screen import screen
 from laser_jax.selection import validation_split
@@ -120,6 +121,41 @@ def test_table_runs_each_task_and_writes_table_1(setup, data_root, tmp_path, cap
     assert len(side) == 4 and side[1] == "|---|---|---|---|---|"
     assert side[3] == (f"| fever | {100 * fever['base_accuracy']:.2f} → {100 * fever['laser_accuracy']:.2f} | "
                        f"{fever['layer']}, {fever['tau']}, {fever['rho']:g} | – | – |")
+
+
+def test_table_scores_a_generation_task_by_greedy_decoding_on_test(setup, tmp_path):
+    """HotpotQA is selected by top-1 like the other tasks; its table row adds the paper's own score, greedy decoding on
+    the test part, for the base and the selected variant. One gold is planted from the base's own continuation, so the
+    base gets at least that item right."""
+    model = load_model(setup / "model")
+    task = get_task("hotpotqa")
+    records = [{"question": prompt, "answer": answer} for prompt, answer, _ in FACTS]
+    path = tmp_path / "data" / "hotpotqa" / "hotpot_dev_v1_simplified.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(records))
+    planted = 6  # a test item (the first 2 of 10 are validation) whose continuation in this tiny model is letters, not spaces
+    example = task.examples(task.load(str(path))[planted:planted + 1], model.tokenizer)
+    records[planted]["answer"] = generation_accuracy(model, example, ["-"], 15).continuations[0].strip()[:2]
+    path.write_text(json.dumps(records))
+    root = tmp_path / "data"
+    argv = ["table", "--model", str(setup / "model"), "--tasks", "hotpotqa", "--data-root", str(root), "--layers", "1-2",
+            "--rhos", "0.5,0.1", "--out", str(tmp_path / "t"), "--quiet"]
+    assert main(argv) == 0
+    row = read_csv(tmp_path / "t" / "table.csv")[0]
+    record = json.loads((tmp_path / "t" / "hotpotqa" / "generation.json").read_text())
+    assert record["variant"] == {"layer": row["layer"], "tau": row["tau"], "rho": row["rho"]} and record["n"] == 8
+
+    items = task.load(str(path))
+    examples = task.examples(items, model.tokenizer)[2:]
+    golds = [item.answer for item in items][2:]
+    base = generation_accuracy(model, examples, golds, 15)
+    reduced = generation_accuracy(laser.apply(model, laser.Intervention(row["layer"], row["tau"], row["rho"])), examples,
+                                  golds, 15)
+    assert base.correct[planted - 2] and record["base"]["correct"] == sum(base.correct) >= 1
+    assert record["laser"]["correct"] == sum(reduced.correct)
+    assert (row["base_generation"], row["laser_generation"]) == (base.accuracy, reduced.accuracy)
+    assert row["scored_by"] == "top-1" and f"| {100 * base.accuracy:.2f} → {100 * reduced.accuracy:.2f} |" in (
+        tmp_path / "t" / "table.md").read_text()
 
 
 @pytest.mark.parametrize("tasks,root,expected", [
