@@ -14,6 +14,12 @@ MODEL=${MODEL:-smollm2}
 OUT=${OUT:-experiments/results/table_$MODEL}
 LIMIT=${LIMIT:-2000}
 mkdir -p "$OUT"
+# A screened run compiles a few XLA programs per (layer, tau) group (its groups hold different rho sets), and each
+# compiled CPU program keeps hundreds of memory maps: past Linux's default vm.max_map_count (65,530), LLVM fails with
+# "Cannot allocate memory" and the process aborts (SmolLM2 HotpotQA at 56k maps, 2026-11-30). Resuming is safe.
+if [ "$(cat /proc/sys/vm/max_map_count 2>/dev/null || echo 262144)" -lt 262144 ]; then
+  echo "warning: vm.max_map_count is $(cat /proc/sys/vm/max_map_count); a long run may abort. As root: sysctl -w vm.max_map_count=262144" >&2
+fi
 TASKS=${1:-counterfact,known1000,fever,bigbench_wikidata,hotpotqa,bigbench_epistemic,truthfulqa}
 echo "=== start $(date -u +%FT%TZ) model=$MODEL tasks=$TASKS"
 laser-jax table --model "$MODEL" --tasks "$TASKS" --data-root ../shared/data --limit "$LIMIT" --out "$OUT" --quiet "${@:2}"
