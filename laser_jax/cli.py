@@ -719,6 +719,8 @@ def cmd_table(args) -> int:
     sources = {task.name: _table_data(task, data_root) for task in tasks}
     devices = _setup_devices(args)
     _quiet_libraries()
+    import jax
+
     from laser_jax.loading import load_model
     from laser_jax.models.base import MLP_TAUS
     from laser_jax.table import table_tasks, write_table
@@ -736,6 +738,10 @@ def cmd_table(args) -> int:
         _run_selection(model, task, items, store, layers, taus, rhos, args, devices)
         if task.scoring == GENERATION:
             _generation_check(model, task, items, out / task.name, args, devices)
+        # Each compiled XLA CPU program holds hundreds of memory maps, and a task's batch shapes are its own: drop the
+        # programs between tasks (the persistent compilation cache still has them) so a long table stays under
+        # Linux's vm.max_map_count.
+        jax.clear_caches()
     if devices.is_writer:
         for path in write_table(out, table_tasks(out, [task.name for task in tasks])):
             print(path)
@@ -751,9 +757,9 @@ def _generation_check(model, task, items, directory: Path, args, devices) -> Non
     from laser_jax import laser, protocol, results
     from laser_jax.report import select_best
 
-    tau, layer, rho = select_best(results.load_results(directory)[1], "val")
+    tau, layer, rho = best = select_best(results.load_results(directory)[1], "val")
     path = directory / results.GENERATION_FILE
-    variant = {"layer": layer, "tau": tau, "rho": rho}
+    variant = results.variant_record(best)
     if path.exists() and json.loads(path.read_text()).get("variant") == variant:
         return
     examples = task.examples(items, model.tokenizer)

@@ -370,7 +370,7 @@ def generation_on_test(model, examples: Sequence[Example], golds: Sequence[str],
                        *, fraction: float = VALIDATION_FRACTION, batch_size: int = 16) -> dict:
     """The paper's generation accuracy (greedy ``max_new_tokens`` tokens, the gold answer a substring of the
     continuation: :func:`laser_jax.generate.generation_accuracy`) on the test part, of the base and of ``step``."""
-    from laser_jax import generate, laser
+    from laser_jax import generate, laser, results
 
     _, test = validation_split(len(examples), fraction)
     test_examples, test_golds = [examples[i] for i in test], [golds[i] for i in test]
@@ -378,7 +378,7 @@ def generation_on_test(model, examples: Sequence[Example], golds: Sequence[str],
     reduced = generate.generation_accuracy(laser.apply(model, step), test_examples, test_golds, max_new_tokens,
                                            batch_size=batch_size)
     return {"max_new_tokens": max_new_tokens, "n": len(test),
-            "variant": {"layer": step.layer, "tau": step.tau, "rho": step.rho},
+            "variant": results.variant_record((step.tau, step.layer, step.rho)),
             "base": {"accuracy": base.accuracy, "correct": sum(base.correct)},
             "laser": {"accuracy": reduced.accuracy, "correct": sum(reduced.correct)}}
 

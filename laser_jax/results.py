@@ -107,6 +107,12 @@ def variant_key(row: Mapping) -> tuple:
     return (str(row["tau"]), int(row["layer"]), float(row["rho"]))
 
 
+def variant_record(key: tuple) -> dict:
+    """The ``{"layer", "tau", "rho"}`` record that names variant ``key`` in a run's JSON files."""
+    tau, layer, rho = key
+    return {"layer": layer, "tau": tau, "rho": rho}
+
+
 def variant_name(key: tuple) -> str:
     """A file-name-safe name of a variant: ``base`` or ``fc_in-L27-rho0.01``."""
     tau, layer, rho = key
@@ -486,6 +492,6 @@ def load_scores(directory, key: tuple) -> list[dict]:
 
 
 __all__ = [
-    "ResultsStore", "StoreRecorder", "RunMismatchError", "LOOKS_DIR", "TIMING_FILE", "load_results", "load_scores", "variant_key", "variant_name", "sort_key",
+    "ResultsStore", "StoreRecorder", "RunMismatchError", "LOOKS_DIR", "TIMING_FILE", "load_results", "load_scores", "variant_key", "variant_record", "variant_name", "sort_key", "GENERATION_FILE",
     "write_text_atomic", "environment", "split_indices", "resume_skip", "sweep_rows", "example_columns", "intervention_key", "REQUIRED_COLUMNS", "BASE_TAU", "RESULTS_FILE", "RUN_FILE", "SCORES_DIR",
 ]

@@ -17,7 +17,8 @@ from typing import Mapping, Optional, Sequence
 
 from laser_jax.errors import DataError
 from laser_jax.report import select_best, split_rows
-from laser_jax.results import BASE_TAU, GENERATION_FILE, RUN_FILE, TIMING_FILE, load_results, to_csv, write_text_atomic
+from laser_jax.results import (BASE_TAU, GENERATION_FILE, RUN_FILE, TIMING_FILE, load_results, to_csv, variant_record,
+                               write_text_atomic)
 
 COLUMNS = ("task", "scored_by", "n_val", "n_test", "limit", "base_accuracy", "laser_accuracy", "base_loss", "laser_loss", "base_auc",
            "laser_auc", "base_generation", "laser_generation", "layer", "tau", "rho", "k", "raced", "cpu_s", "wall_s")
@@ -42,7 +43,7 @@ def table_row(directory) -> dict:
     task = args.get("task", directory.name)
     generation_file = directory / GENERATION_FILE
     generation = json.loads(generation_file.read_text()) if generation_file.exists() else {}
-    if generation.get("variant") != {"layer": best[1], "tau": best[0], "rho": best[2]}:
+    if generation.get("variant") != variant_record(best):
         generation = {}  # a check of another variant (the run was extended since): not this row's
     return {"task": task, "scored_by": scored_by(task), "n_val": val[base_key]["n"], "n_test": base["n"],
             "limit": args.get("limit"), "base_accuracy": base["accuracy"], "laser_accuracy": laser["accuracy"],
