@@ -14,6 +14,7 @@ from laser_jax.generate import generation_accuracy
 from laser_jax.results import RESULTS_FILE, read_csv
 from laser_jax.screen import screen
 from laser_jax.selection import validation_split
+from laser_jax.sweep import variant_readouts
 from laser_jax.table import side_by_side
 from laser_jax.tasks import get_task
 from tests.test_cli import FACTS, _assert_one_line_error, run_and_kill, setup  # noqa: F401  (setup is a fixture)
@@ -96,6 +97,7 @@ def test_table_runs_each_task_and_writes_table_1(setup, data_root, tmp_path, cap
     argv = ["table", "--model", str(setup / "model"), "--tasks", "counterfact,fever", "--data-root", str(data_root),
             "--layers", "1-2", "--rhos", "0.5,0.1", "--out", str(tmp_path / "t"), "--quiet"]
     assert main(argv) == 0
+    assert variant_readouts._cache_size() == 0  # each task's programs are dropped after it (Linux's map-count limit)
     table = read_csv(tmp_path / "t" / "table.csv")
     assert [r["task"] for r in table] == ["counterfact", "fever"]
     fever = table[1]
