@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -52,7 +53,7 @@ def table_row(directory) -> dict:
             "laser_generation": generation.get("laser", {}).get("accuracy"),
             "tau": best[0], "layer": best[1], "rho": best[2], "k": laser.get("k"),
             "raced": sum(1 for row in val.values() if row.get("raced")), "cpu_s": seconds["cpu_s"] or None,
-            "wall_s": seconds["wall_s"] or None}
+            "wall_s": seconds["wall_s"] or None, "command": shlex.join(run["argv"]) if run.get("argv") else None}
 
 
 def scored_by(task: str) -> str:
@@ -81,8 +82,12 @@ def _duration(seconds) -> str:
 
 
 def markdown(rows: Sequence[dict], model: str) -> str:
-    """Table 1 in markdown: base → LASER test accuracy % (answer loss), the chosen (ℓ, τ, ρ), counts and time."""
+    """Table 1 in markdown: the commands that made its runs, then base → LASER test accuracy % (answer loss), the
+    chosen (ℓ, τ, ρ), counts and time."""
+    commands = list(dict.fromkeys(row["command"] for row in rows if row.get("command")))
     lines = [f"# LASER, Table 1 form: {model}", "",
+             *(["Made by (each task's `run.json`; run it again to resume or to add tasks):", "", "```",
+                *commands, "```", ""] if commands else []),
              "Test accuracy % (answer loss) of the base model and of the variant selected on validation (the first 20% "
              "of the items: highest validation accuracy, ties to the lower validation loss). AUC: ROC AUC of the "
              "log-prob margin between the two answers, for two-way choice tasks. Scored by: `choice`, the gold "

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import threading
 
 import pytest
@@ -109,6 +110,7 @@ def test_table_runs_each_task_and_writes_table_1(setup, data_root, tmp_path, cap
     assert fever["base_accuracy"] == base_test["accuracy"] and fever["base_auc"] == base_test["auc"]
     markdown = (tmp_path / "t" / "table.md").read_text()
     assert "| fever | choice |" in markdown and "record cap" in markdown and (tmp_path / "t" / "table.png").stat().st_size
+    assert f"```\n{shlex.join(['laser-jax', *argv])}\n```" in markdown  # the exact command, at the top
     before = (tmp_path / "t" / "fever" / RESULTS_FILE).read_bytes()
     assert main(argv) == 0  # finished: resumes to nothing and rewrites the same table
     assert (tmp_path / "t" / "fever" / RESULTS_FILE).read_bytes() == before
