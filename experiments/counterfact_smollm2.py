@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from laser_jax.report import select_best, split_rows
-from laser_jax.results import BASE_TAU, load_results, load_scores, variant_key, variant_name
+from laser_jax.results import BASE_TAU, command_line, load_results, load_scores, variant_key, variant_name
 from laser_jax.tasks import GENERIC_PROBES, generic_token_table, get_task, paraphrase_robustness
 
 GRID_TAUS = ("fc_in", "fc_up", "fc_out")
@@ -223,12 +223,8 @@ def commands(runs) -> str:
     lines = []
     for directory, run in runs:
         argv = run.get("argv")
-        lines.append(f"# {directory}\n" + (" ".join(_quote(a) for a in argv) if argv else json.dumps(run.get("args"))))
+        lines.append(f"# {directory}\n" + (command_line(argv) if argv else json.dumps(run.get("args"))))
     return "```\n" + "\n".join(lines) + "\n```"
-
-
-def _quote(arg: str) -> str:
-    return arg if all(c.isalnum() or c in "-_.,/=:" for c in arg) else f"'{arg}'"
 
 
 def summarize(directories, data, timing_note: str = "") -> str:

@@ -487,7 +487,7 @@ def cmd_removed(args) -> int:
     fixed = removed.fixed_items(model, examples, step, batch_size=args.batch_size)
     title = (f"# The removed part of {step.tau}, layer {step.layer}, ρ = {step.rho:g} ({args.model}, {task.name}, "
              f"{'validation' if args.split == 'val' else 'all'} items)")
-    text = (f"{title}\n\n```\n{' '.join(args.argv)}\n```\n\n"
+    text = (f"{title}\n\n```\n{results.command_line(args.argv)}\n```\n\n"
             + removed.summary(fixed, step, len(examples), generic, model.tokenizer,
                               examples, words))
     out = Path(args.out)

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import time
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
@@ -46,6 +47,11 @@ class RunMismatchError(LaserJaxError):
 
 
 # ----------------------------------------------------------------------------- atomic files
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """A run's ``argv`` (as ``run.json`` keeps it) as one shell command that runs it again."""
+    return shlex.join(argv)
 
 
 def write_text_atomic(path, text: str) -> None:
@@ -493,5 +499,5 @@ def load_scores(directory, key: tuple) -> list[dict]:
 
 __all__ = [
     "ResultsStore", "StoreRecorder", "RunMismatchError", "LOOKS_DIR", "TIMING_FILE", "load_results", "load_scores", "variant_key", "variant_record", "variant_name", "sort_key", "GENERATION_FILE",
-    "write_text_atomic", "environment", "split_indices", "resume_skip", "sweep_rows", "example_columns", "intervention_key", "REQUIRED_COLUMNS", "BASE_TAU", "RESULTS_FILE", "RUN_FILE", "SCORES_DIR",
+    "command_line", "write_text_atomic", "environment", "split_indices", "resume_skip", "sweep_rows", "example_columns", "intervention_key", "REQUIRED_COLUMNS", "BASE_TAU", "RESULTS_FILE", "RUN_FILE", "SCORES_DIR",
 ]

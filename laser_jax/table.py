@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 from laser_jax.errors import DataError
 from laser_jax.report import select_best, split_rows
-from laser_jax.results import (BASE_TAU, GENERATION_FILE, RUN_FILE, TIMING_FILE, load_results, to_csv, variant_record,
-                               write_text_atomic)
+from laser_jax.results import (BASE_TAU, GENERATION_FILE, RUN_FILE, TIMING_FILE, command_line, load_results, to_csv,
+                               variant_record, write_text_atomic)
 
 COLUMNS = ("task", "scored_by", "n_val", "n_test", "limit", "base_accuracy", "laser_accuracy", "base_loss", "laser_loss", "base_auc",
            "laser_auc", "base_generation", "laser_generation", "layer", "tau", "rho", "k", "raced", "cpu_s", "wall_s")
@@ -53,7 +52,7 @@ def table_row(directory) -> dict:
             "laser_generation": generation.get("laser", {}).get("accuracy"),
             "tau": best[0], "layer": best[1], "rho": best[2], "k": laser.get("k"),
             "raced": sum(1 for row in val.values() if row.get("raced")), "cpu_s": seconds["cpu_s"] or None,
-            "wall_s": seconds["wall_s"] or None, "command": shlex.join(run["argv"]) if run.get("argv") else None}
+            "wall_s": seconds["wall_s"] or None, "command": command_line(run["argv"]) if run.get("argv") else None}
 
 
 def scored_by(task: str) -> str:
