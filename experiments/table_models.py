@@ -3,8 +3,8 @@ test accuracy % and the chosen (ℓ, τ, ρ): SmolLM2 has 30 layers (0–29), Ge
 
     python experiments/table_models.py --out experiments/results/table_models.md
 
-Reads the screened table directories of ``bash experiments/run_table_screened_smollm2.sh`` and
-``bash experiments/run_table_screened_gemma3.sh`` (no model; :func:`laser_jax.table.side_by_side`); a task a model
+Reads the screened table directories of ``bash experiments/run_table_screened.sh smollm2`` and
+``bash experiments/run_table_screened.sh gemma3-270m`` (no model; :func:`laser_jax.table.side_by_side`); a task a model
 has not finished shows "–".
 """
 

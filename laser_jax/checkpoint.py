@@ -37,7 +37,7 @@ from laser_jax.errors import ConfigError, InterventionError, LaserJaxError, Sour
 from laser_jax.model import Model
 from laser_jax.models import base, get_family
 from laser_jax.models.convert import get_path, leaf_paths, set_path
-from laser_jax.results import write_text_atomic
+from laser_jax.ground import write_text_atomic
 
 MANIFEST = "laser_jax.json"
 FORMAT = "laser-jax-checkpoint"

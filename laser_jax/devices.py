@@ -18,8 +18,8 @@ so a killed multi-process run resumes as a single-process one does.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -40,26 +40,6 @@ if TYPE_CHECKING:
 PRECISIONS = ("default", "high", "highest")
 COORDINATOR_ENV, NUM_PROCESSES_ENV, PROCESS_ID_ENV = "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"
 DEFAULT_COORDINATOR_TIMEOUT = 300  # seconds, as jax.distributed.initialize
-
-
-def add_device_arguments(parser: argparse.ArgumentParser) -> None:
-    """The device and multi-process options of a command that runs the sweep engine."""
-    group = parser.add_argument_group("devices and hosts")
-    group.add_argument("--coordinator", metavar="HOST:PORT",
-                       help=f"address of process 0 of a multi-process run (default ${COORDINATOR_ENV})")
-    group.add_argument("--num-processes", type=int, metavar="N",
-                       help=f"processes in the run, one per host or GPU (default ${NUM_PROCESSES_ENV})")
-    group.add_argument("--process-id", type=int, metavar="I",
-                       help=f"this process, 0 to N-1; process 0 writes --out (default ${PROCESS_ID_ENV})")
-    group.add_argument("--coordinator-timeout", type=int, default=DEFAULT_COORDINATOR_TIMEOUT, metavar="S",
-                       help=f"seconds to wait for every process to join (default {DEFAULT_COORDINATOR_TIMEOUT})")
-    group.add_argument("--mesh", metavar="AXES",
-                       help="device mesh over the axes variants, examples, model, e.g. variants=2,model=4; "
-                            "examples takes the devices left (default: every device on examples, plus a model axis "
-                            "when the parameters would take over half a device's memory)")
-    group.add_argument("--precision", choices=PRECISIONS,
-                       help="precision of every matmul (jax.default_matmul_precision); default: highest for float32 "
-                            "parameters, so results match transformers on any backend, else default")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,13 +70,17 @@ class DeviceSetup:
         return FollowerStore(make_store if self.is_writer else None)
 
 
-def setup_devices(args: argparse.Namespace) -> DeviceSetup:
-    """Join the multi-process run (if any), build ``--mesh``, pick the precision. Call before any JAX computation."""
-    process_id, num_processes = initialize_distributed(args.coordinator, args.num_processes, args.process_id,
-                                                       args.coordinator_timeout)
-    mesh = None if args.mesh is None else build_mesh(parse_mesh(args.mesh))
-    precision = args.precision or ("highest" if getattr(args, "dtype", "float32") == "float32" else "default")
-    return DeviceSetup(mesh, precision, process_id, num_processes)
+def setup_devices(*, coordinator: Optional[str] = None, num_processes: Optional[int] = None,
+                  process_id: Optional[int] = None, coordinator_timeout: int = DEFAULT_COORDINATOR_TIMEOUT,
+                  mesh: Optional[str] = None, precision: Optional[str] = None, dtype: str = "float32") -> DeviceSetup:
+    """Join the multi-process run (if any), build the mesh (``"variants=2,model=4"``), pick the matmul precision
+    (default: ``highest`` for float32 parameters, else ``default``). Call before any JAX computation."""
+    if precision is not None and precision not in PRECISIONS:
+        raise DeviceError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    process_id, num_processes = initialize_distributed(coordinator, num_processes, process_id, coordinator_timeout)
+    built = None if mesh is None else build_mesh(parse_mesh(mesh))
+    precision = precision or ("highest" if dtype == "float32" else "default")
+    return DeviceSetup(built, precision, process_id, num_processes)
 
 
 # ----------------------------------------------------------------------------- processes
@@ -173,13 +157,32 @@ def wait_for_coordinator(coordinator: str, process_id: int, num_processes: int, 
             time.sleep(0.2)
 
 
+# JAX keeps its cluster detection private (``jax._src.clusters``), so we read the same environment variables its
+# detectors read: Slurm's job step, Open MPI's launcher, a TPU pod's worker list, a Kubernetes pod (with the
+# ``kubernetes`` client JAX needs there). mpi4py is opt-in in JAX too, and is not detected here.
+CLUSTER_ENVIRONMENTS = {
+    "Slurm": ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID"),
+    "Open MPI": ("OMPI_MCA_orte_hnp_uri",),
+    "Cloud TPU (GKE)": ("TPU_WORKER_HOSTNAMES",),
+    "Cloud TPU (process addresses)": ("TPU_PROCESS_ADDRESSES",),
+    "Kubernetes": ("KUBERNETES_SERVICE_HOST",),
+}
+
+
+def detected_cluster(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """The cluster whose launcher set this process's environment (a key of :data:`CLUSTER_ENVIRONMENTS`), or None."""
+    environ = os.environ if environ is None else environ
+    for name, variables in CLUSTER_ENVIRONMENTS.items():
+        if all(variable in environ for variable in variables):
+            if name == "Kubernetes" and importlib.util.find_spec("kubernetes") is None:
+                continue  # JAX's Kubernetes detector needs the client library; without it JAX does not start either
+            return name
+    return None
+
+
 def cluster_detected() -> bool:
     """Whether ``jax.distributed.initialize()`` would find its arguments by itself (Slurm, Open MPI, TPU, ...)."""
-    try:
-        from jax._src.clusters import ClusterEnv
-    except ImportError:  # pragma: no cover - a JAX without cluster detection
-        return False
-    return any(env.is_env_present() for env in ClusterEnv._cluster_types if not env.opt_in_only_method)
+    return detected_cluster() is not None
 
 
 def _env_int(name: str, flag: str) -> Optional[int]:
@@ -319,5 +322,5 @@ def bytes_per_device(tree) -> dict:
     return held
 
 
-__all__ = ["PRECISIONS", "add_device_arguments", "DeviceSetup", "setup_devices", "initialize_distributed",
-           "cluster_detected", "broadcast_json", "FollowerStore", "parse_mesh", "build_mesh", "bytes_per_device"]
+__all__ = ["PRECISIONS", "DEFAULT_COORDINATOR_TIMEOUT", "DeviceSetup", "setup_devices", "initialize_distributed",
+           "cluster_detected", "detected_cluster", "CLUSTER_ENVIRONMENTS", "broadcast_json", "FollowerStore", "parse_mesh", "build_mesh", "bytes_per_device"]

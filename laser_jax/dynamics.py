@@ -40,7 +40,8 @@ import numpy as np
 from laser_jax.errors import ConfigError, DataError
 from laser_jax.examples import Example
 from laser_jax.laser import Intervention, check_intervention, expand_grid, rank_for, matrices_of
-from laser_jax.results import ResultsStore, sweep_rows, write_text_atomic
+from laser_jax.ground import write_text_atomic
+from laser_jax.results import ResultsStore, sweep_rows
 from laser_jax.selection import VALIDATION_FRACTION, select_best, validation_split
 from laser_jax.sweep import SweepResult, sweep
 from laser_jax.tasks.analysis import generic_token_table
@@ -82,20 +83,21 @@ def hub_series(model: str, revisions: Iterable[str]) -> list[Checkpoint]:
 
 
 def local_series(paths: Iterable) -> list[Checkpoint]:
-    """Local checkpoint directories; labelled by their names (by their paths when names repeat)."""
-    paths = [Path(p).expanduser().resolve() for p in paths]
-    if not paths:
+    """Local checkpoint directories, recorded as given; labelled by their names (by their paths when names repeat)."""
+    given = [str(p) for p in paths]
+    if not given:
         raise DataError("no checkpoints given")
-    for path in paths:
+    resolved = [Path(p).expanduser().resolve() for p in given]
+    for path in resolved:
         if not path.exists():
             raise DataError(f"checkpoint {path} does not exist")
-    if len(set(paths)) != len(paths):
+    if len(set(resolved)) != len(resolved):
         raise DataError("a checkpoint is listed twice")
-    names = [p.name for p in paths]
+    names = [p.name for p in resolved]
     if len(set(names)) != len(names):
-        common = Path(*Path.commonpath([str(p) for p in paths]).split("/")) if len(paths) > 1 else paths[0].parent
-        names = ["_".join(p.relative_to(common).parts) for p in paths]
-    return _ordered([Checkpoint(_safe(n), str(p), None, step_of(n)) for n, p in zip(names, paths)])
+        common = Path(*Path.commonpath([str(p) for p in resolved]).split("/")) if len(resolved) > 1 else resolved[0].parent
+        names = ["_".join(p.relative_to(common).parts) for p in resolved]
+    return _ordered([Checkpoint(_safe(n), source, None, step_of(n)) for n, source in zip(names, given)])
 
 
 def _safe(name: str) -> str:

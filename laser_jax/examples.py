@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from laser_jax.errors import DataError
+from laser_jax.ground import write_text_atomic
 
 EXAMPLES_FORMAT = "laser-jax-examples"
 
@@ -45,8 +46,6 @@ class Example:
 
 def save_examples(path, examples: Sequence[Example]) -> Path:
     """Write examples as token ids: ``{"format", "examples": [{"prompt_ids", "answer_ids", ...}]}`` (atomic)."""
-    from laser_jax.results import write_text_atomic
-
     rows = [{f.name: _jsonable(getattr(e, f.name)) for f in dataclasses.fields(Example)} for e in examples]
     path = Path(path)
     write_text_atomic(path, json.dumps({"format": EXAMPLES_FORMAT, "examples": rows}, separators=(",", ":")) + "\n")

@@ -15,23 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from laser_jax.errors import ConfigError, SourceError
+# Real models shipped in PyPI packages, by a short name (what a run directory records, so no machine's path is written
+# into a committed result); the table lives with the GGUF reader, which finds their files.
+from laser_jax.gguf import PACKAGED_MODELS, packaged_path  # noqa: F401
 from laser_jax.model import Model
 from laser_jax.models import base, family_for_model_type
 from laser_jax.models.convert import from_hf_state
 
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
-# Real models shipped in PyPI packages, by a short name: the function (in laser_jax.gguf) that finds the file. The name
-# is what a run directory records, so no machine's path is written into a committed result.
-PACKAGED_MODELS = {"smollm2": "smollm2_path", "gemma3-270m": "gemma3_path"}
-
-
-def packaged_path(name: str) -> Optional[Path]:
-    """The file of a packaged model called ``name`` (None for any other source)."""
-    if name not in PACKAGED_MODELS:
-        return None
-    from laser_jax import gguf
-
-    return getattr(gguf, PACKAGED_MODELS[name])()
 
 
 def load_model(source, *, revision: Optional[str] = None, dtype=jnp.float32, tokenizer: bool = True) -> Model:

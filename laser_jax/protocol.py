@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from typing import Callable, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
@@ -57,10 +56,13 @@ import numpy as np
 from laser_jax.errors import DataError
 from laser_jax.examples import Example
 from laser_jax.laser import Intervention
-from laser_jax.selection import VALIDATION_FRACTION, validation_split
+from laser_jax import generate, laser, results
+from laser_jax.ground import Clock
+from laser_jax.results import resume_skip, variant_key
+from laser_jax.screen import screen
+from laser_jax.selection import TEST, VALIDATION, VALIDATION_FRACTION, rank_on_validation, validation_split
 from laser_jax.sweep import BASE_KEY, ExampleScores, SweepRow, sweep
 
-VALIDATION, TEST = "val", "test"
 
 
 # ----------------------------------------------------------------------------- what a run records
@@ -250,11 +252,11 @@ def replay_race(scores: Mapping[str, ExampleScores], variants: Sequence[Interven
 
 
 def validation_screen(model, examples: Sequence[Example], variants: Sequence[Intervention],
-                      fraction: float = VALIDATION_FRACTION, batch_size: int = 32):
-    """The first-order screen (:func:`laser_jax.screen.screen`) of ``variants`` on the validation part of ``examples``."""
-    from laser_jax.screen import screen
+                      fraction: float = VALIDATION_FRACTION, batch_size: int = 32, split_seed: Optional[int] = None):
+    """The first-order screen (:func:`laser_jax.screen.screen`) of ``variants`` on the validation part of ``examples``
+    (``split_seed``: :func:`laser_jax.selection.validation_split`'s seed)."""
 
-    validation, _ = validation_split(len(examples), fraction)
+    validation, _ = validation_split(len(examples), fraction, split_seed)
     return screen(model, [examples[i] for i in validation], variants=variants, batch_size=batch_size)
 
 
@@ -276,15 +278,14 @@ def selected(done_validation: Mapping[str, Mapping], variants: Sequence[Interven
              top_n: int = 0) -> list[Intervention]:
     """The variants to test: the best overall, the best of each τ, then the next best up to ``top_n`` in all.
 
-    Best: highest validation accuracy, ties to the lower validation answer
-    NLL, then grid order; only variants scored on the whole validation part
-    compete (raced-out ones do not).
+    Best: :func:`laser_jax.selection.rank_on_validation` (highest validation
+    accuracy, ties to the lower validation answer NLL, then ``results.csv``
+    order); only variants scored on the whole validation part compete
+    (raced-out ones do not).
     """
-    from laser_jax.selection import _rank_key
 
-    finished = [iv for iv in variants if iv.key in done_validation
-                and int(done_validation[iv.key]["n"]) == n_validation and not done_validation[iv.key].get("raced")]
-    ranked = sorted(finished, key=lambda iv: (*_rank_key(done_validation[iv.key], "accuracy", "answer_nll"), variants.index(iv)))
+    ranked = rank_on_validation([(iv, done_validation[iv.key]) for iv in variants if iv.key in done_validation],
+                                n_validation)
     chosen = ranked[:1]
     for tau in dict.fromkeys(iv.tau for iv in variants):
         chosen += [iv for iv in ranked if iv.tau == tau][:1]
@@ -303,17 +304,17 @@ class ProtocolRun:
 
 def run_selection(model, examples: Sequence[Example], variants: Sequence[Intervention], recorder: Recorder, *,
                   top_n: int = 0, racing: Optional[Racing] = None, fraction: float = VALIDATION_FRACTION,
-                  progress: bool = False, **sweep_kwargs) -> ProtocolRun:
+                  split_seed: Optional[int] = None, progress: bool = False, **sweep_kwargs) -> ProtocolRun:
     """The selection protocol: ``variants`` and the base on validation, then the selected ones and the base on test.
 
     Rows go to ``recorder`` as they finish (validation rows cover the first
     ``fraction`` of ``examples``, test rows the rest); what it already holds is
-    not computed again. ``sweep_kwargs`` go to :func:`laser_jax.sweep.sweep`.
+    not computed again; with ``split_seed``, a seeded random ``fraction`` is validation instead
+    (:func:`laser_jax.selection.validation_split`). ``sweep_kwargs`` go to :func:`laser_jax.sweep.sweep`.
     """
-    from laser_jax.results import resume_skip, variant_key
 
     examples = list(examples)
-    validation, test = validation_split(len(examples), fraction)
+    validation, test = validation_split(len(examples), fraction, split_seed)
     validation_examples = [examples[i] for i in validation]
     variants = list(dict.fromkeys(variants))
     seconds = {}
@@ -353,26 +354,13 @@ def run_selection(model, examples: Sequence[Example], variants: Sequence[Interve
     return ProtocolRun(tuple(tested), frozenset(stopped), seconds)
 
 
-class Clock:
-    """Wall and CPU seconds since the last lap."""
-
-    def __init__(self):
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-
-    def lap(self) -> dict[str, float]:
-        wall, cpu = time.perf_counter(), time.process_time()
-        out = {"wall_s": wall - self.wall, "cpu_s": cpu - self.cpu}
-        self.wall, self.cpu = wall, cpu
-        return out
-
-
 def generation_on_test(model, examples: Sequence[Example], golds: Sequence[str], step: Intervention, max_new_tokens: int,
-                       *, fraction: float = VALIDATION_FRACTION, batch_size: int = 16) -> dict:
+                       *, fraction: float = VALIDATION_FRACTION, batch_size: int = 16,
+                       split_seed: Optional[int] = None) -> dict:
     """The paper's generation accuracy (greedy ``max_new_tokens`` tokens, the gold answer a substring of the
     continuation: :func:`laser_jax.generate.generation_accuracy`) on the test part, of the base and of ``step``."""
-    from laser_jax import generate, laser, results
 
-    _, test = validation_split(len(examples), fraction)
+    _, test = validation_split(len(examples), fraction, split_seed)
     test_examples, test_golds = [examples[i] for i in test], [golds[i] for i in test]
     base = generate.generation_accuracy(model, test_examples, test_golds, max_new_tokens, batch_size=batch_size)
     reduced = generate.generation_accuracy(laser.apply(model, step), test_examples, test_golds, max_new_tokens,
@@ -383,6 +371,6 @@ def generation_on_test(model, examples: Sequence[Example], golds: Sequence[str],
             "laser": {"accuracy": reduced.accuracy, "correct": sum(reduced.correct)}}
 
 
-__all__ = ["VALIDATION", "TEST", "Recorder", "MemoryRecorder", "Racing", "correct_of", "sign_test_bound", "survivors",
-           "concat_scores", "race_looks", "race", "replay_race", "validation_screen", "top_predicted", "selected", "ProtocolRun", "run_selection", "Clock",
+__all__ = ["Recorder", "MemoryRecorder", "Racing", "correct_of", "sign_test_bound", "survivors",
+           "concat_scores", "race_looks", "race", "replay_race", "validation_screen", "top_predicted", "selected", "ProtocolRun", "run_selection",
            "generation_on_test"]

@@ -5,8 +5,14 @@
   colours diverge around the base model's value so gains and losses read at once.
   Cells are over every scored example (val and test rows pooled by their counts).
 - ``report.md``: base vs best on validation and test. Best follows the LASER
-  selection protocol of :mod:`laser_jax.selection`: the highest validation
-  accuracy, ties to the lower validation loss (validation = the first 20%).
+  selection protocol of :mod:`laser_jax.selection`
+  (:func:`~laser_jax.selection.rank_on_validation`): the highest validation
+  accuracy, ties to the lower validation loss (validation = the first 20%, or
+  a seeded 20% with a split seed). From the run's per-example scores
+  (``scores/``), it adds the 95% intervals of the two test accuracies, the
+  paired difference with its bootstrap interval, the exact McNemar p-value and,
+  for two-way choice tasks, the AUC intervals (:func:`uncertainty`); without the
+  scores it says so.
 - For choice tasks, ``report.md`` adds the mean probability of each candidate
   (IOI: the indirect object and the subject) for the base and the best variant,
   read from the per-example scores.
@@ -23,8 +29,10 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from laser_jax import stats
 from laser_jax.errors import DataError
-from laser_jax.results import BASE_TAU, load_results, load_scores, variant_key
+from laser_jax.results import BASE_TAU, load_results, load_scores, variant_key, variant_name
+from laser_jax.selection import _sort_key, rank_on_validation
 
 PROBE_COLUMN = "p_generic"  # mean summed probability of the generic probe tokens
 
@@ -65,23 +73,128 @@ def split_rows(rows: Sequence[Mapping], split: str) -> dict[tuple, Mapping]:
 
 
 def rank_key(row: Mapping) -> tuple:
-    """The selection order of :mod:`laser_jax.selection`: higher accuracy, then lower loss (NaN last)."""
-    from laser_jax.selection import _rank_key
+    """A sort key of one results row in the order of :func:`laser_jax.selection.rank_on_validation` (higher
+    accuracy, lower loss, then ``results.csv`` order); it ignores coverage and racing, which that rule checks."""
+    return _sort_key(variant_key(row), row)
 
-    return _rank_key({"accuracy": _number(row.get("accuracy")), "answer_nll": _number(row.get("loss"))}, "accuracy", "answer_nll")
+
+def split_size(rows: Sequence[Mapping], split: str) -> Optional[int]:
+    """How many items ``split`` holds: the base row's count (the base is always scored on the whole part), else the
+    largest count of the split's rows; None when the split has no rows."""
+    part = split_rows(rows, split)
+    if (BASE_TAU, None, None) in part:
+        return int(part[(BASE_TAU, None, None)]["n"])
+    return max((int(row["n"]) for row in part.values()), default=None)
 
 
 def select_best(rows: Sequence[Mapping], split: str = "val") -> Optional[tuple]:
-    """The variant ranked first on ``split`` by :func:`rank_key` (then by results order); variants stopped by racing
-    (``raced``) do not compete."""
-    candidates = [(key, row) for key, row in split_rows(rows, split).items() if key[0] != BASE_TAU and not row.get("raced")]
-    if not candidates:
+    """The variant :func:`laser_jax.selection.rank_on_validation` ranks first on ``split`` (None if none competes):
+    rows that do not cover the whole split (a partial row, a variant stopped by racing) never win."""
+    candidates = [(key, row) for key, row in split_rows(rows, split).items() if key[0] != BASE_TAU]
+    size = split_size(rows, split)
+    ranked = rank_on_validation(candidates, size) if size is not None else []
+    return ranked[0] if ranked else None
+
+
+# ----------------------------------------------------------------------------- uncertainty from per-example scores
+
+
+def _split_scores(directory, key: tuple, split: str, row: Mapping) -> Optional[dict]:
+    """One variant's stored per-example outcomes on ``split``, in item order, checked against its results row; None
+    when the run holds no scores for it."""
+    scores = sorted((s for s in load_scores(directory, key) if s.get("split") == split), key=lambda s: s["index"])
+    if not scores:
         return None
-    return min(candidates, key=lambda item: rank_key(item[1]))[0]
+    correct = np.array([int(s["correct"]) for s in scores])
+    if len(scores) != int(row["n"]) or abs(float(correct.mean()) - float(row["accuracy"])) > 1e-9:
+        raise DataError(f"{directory}: scores/{variant_name(key)}.csv does not match results.csv on {split} "
+                        f"({int(correct.sum())} of {len(scores)} right, results.csv: accuracy {row['accuracy']} of {row['n']})")
+    out = {"index": np.array([int(s["index"]) for s in scores]), "correct": correct.astype(bool)}
+    if {"choice0_logprob", "choice1_logprob"} <= set(scores[0]) and "choice2_logprob" not in scores[0]:
+        choices = np.array([[_float(s["choice0_logprob"]), _float(s["choice1_logprob"])] for s in scores])
+        if not np.isnan(choices).any():
+            if "label" in scores[0]:
+                label = np.array([int(s["label"]) for s in scores])
+            else:  # older scores files: the gold is the argmax when right, the other candidate when wrong
+                best = np.argmax(choices, axis=1)
+                label = np.where(out["correct"], best, 1 - best)
+            out["margin"], out["positive"] = choices[:, 1] - choices[:, 0], label == 1
+    return out
 
 
-def _number(value) -> float:
+def _float(value) -> float:
     return math.nan if value is None else float(value)
+
+
+def uncertainty(directory, rows: Sequence[Mapping], best: tuple, split: str = "test",
+                resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0) -> Optional[dict]:
+    """The base and ``best`` on ``split``, recomputed from the run's per-example scores alone (:mod:`laser_jax.stats`):
+
+    - ``base`` and ``laser``: the accuracies with their 95% Wilson intervals;
+    - ``difference``: LASER − base, with a seeded paired-bootstrap 95% percentile interval (``resamples``, ``seed``);
+    - ``mcnemar_p``: the exact McNemar p-value, and ``discordant``: (base right only, LASER right only);
+    - ``base_auc``, ``laser_auc``: for two-way choice tasks, the AUC of log p(candidate 1) − log p(candidate 0) with
+      its bootstrap interval (else None).
+
+    None when the run holds no scores for either variant (they are git-ignored, so a committed run has none); a
+    one-line :class:`~laser_jax.errors.DataError` when they do not match ``results.csv``.
+    """
+    stats.check_resamples(resamples)
+    part = split_rows(rows, split)
+    base_key = (BASE_TAU, None, None)
+    if Path(directory).is_file() or base_key not in part or best not in part:
+        return None
+    base, laser = _split_scores(directory, base_key, split, part[base_key]), _split_scores(directory, best, split, part[best])
+    if base is None or laser is None:
+        return None
+    if not np.array_equal(base["index"], laser["index"]):
+        raise DataError(f"{directory}: the stored {split} scores of the base and of {variant_name(best)} cover different items")
+    n = len(base["correct"])
+    out = {"n": n,
+           "base": stats.accuracy_interval(int(base["correct"].sum()), n),
+           "laser": stats.accuracy_interval(int(laser["correct"].sum()), n),
+           "difference": stats.paired_bootstrap(base["correct"], laser["correct"], resamples, seed),
+           "mcnemar_p": stats.mcnemar_exact(base["correct"], laser["correct"]),
+           "discordant": stats.discordant(base["correct"], laser["correct"]), "base_auc": None, "laser_auc": None}
+    if "margin" in base and "margin" in laser:
+        out["base_auc"] = stats.auc_interval(base["margin"], base["positive"], resamples, seed)
+        out["laser_auc"] = stats.auc_interval(laser["margin"], laser["positive"], resamples, seed)
+    return out
+
+
+def interval_text(estimate: Optional[stats.Estimate], scale: float = 100.0, digits: int = 2) -> str:
+    """``value [low, high]`` (percent by default), or "–" for none."""
+    if estimate is None or math.isnan(estimate.value):
+        return "–"
+    return f"{scale * estimate.value:.{digits}f} [{scale * estimate.low:.{digits}f}, {scale * estimate.high:.{digits}f}]"
+
+
+def p_text(p: Optional[float]) -> str:
+    """A p-value in three significant digits, or "–"."""
+    return "–" if p is None or math.isnan(p) else f"{p:.3g}"
+
+
+def uncertainty_section(directory, rows: Sequence[Mapping], resamples: int = stats.DEFAULT_RESAMPLES) -> str:
+    """Markdown: :func:`uncertainty` of the base and the selected variant on test, or a line saying why there is none."""
+    best = select_best(rows, "val")
+    if best is None or not any(row["split"] == "test" for row in rows):
+        return ""
+    try:
+        found = uncertainty(directory, rows, best, "test", resamples)
+    except DataError as error:  # a report still shows what it can; `laser-jax table` refuses such a row
+        return f"No intervals: {error}.\n"
+    if found is None:
+        return ("Per-example test scores are missing (the run's `scores/` is not on disk for the base and the selected "
+                "variant): no intervals or significance.\n")
+    b, c = found["discordant"]
+    lines = [f"Test part, from the per-example scores ({found['n']} items; 95% intervals: Wilson for the accuracies, a "
+             f"seeded paired bootstrap of {resamples:,} resamples for the difference and the AUC):", "",
+             "| base acc % | LASER acc % | LASER − base, points | McNemar p (exact) | discordant: base only / LASER only | "
+             "AUC base | AUC LASER |", "|---|---|---|---|---|---|---|",
+             f"| {interval_text(found['base'])} | {interval_text(found['laser'])} | {interval_text(found['difference'])} | "
+             f"{p_text(found['mcnemar_p'])} | {b} / {c} | {interval_text(found['base_auc'], 1.0, 3)} | "
+             f"{interval_text(found['laser_auc'], 1.0, 3)} |"]
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- table
@@ -101,8 +214,9 @@ def _cells(row: Optional[Mapping]) -> list[str]:
     return [f"{row['accuracy']:.4f}", "–" if loss is None else f"{loss:.4f}"]
 
 
-def summary_table(rows: Sequence[Mapping]) -> str:
-    """Markdown: base vs the best variant (selected on validation) on validation and test."""
+def summary_table(rows: Sequence[Mapping], split_seed: Optional[int] = None) -> str:
+    """Markdown: base vs the best variant (selected on validation) on validation and test (``split_seed``: the run's,
+    named in the note)."""
     splits = {row["split"] for row in rows}
     base_key = (BASE_TAU, None, None)
     if "val" in splits:
@@ -115,7 +229,8 @@ def summary_table(rows: Sequence[Mapping]) -> str:
             k = (v or t or {}).get("k")
             lines.append(f"| {_describe(key)} | {'' if k is None else k} | {v['n'] if v else '–'} | "
                          + " | ".join(_cells(v)) + f" | {t['n'] if t else '–'} | " + " | ".join(_cells(t)) + " |")
-        note = "Best: highest validation accuracy (first 20% of the data), ties to the lower validation loss."
+        part = "first 20% of the data" if split_seed is None else f"a random 20% of the data, split seed {split_seed}"
+        note = f"Best: highest validation accuracy ({part}), ties to the lower validation loss."
     else:
         best = select_best(rows, "all")
         every = split_rows(rows, "all")
@@ -249,11 +364,13 @@ def _choice_names(task: Optional[str]) -> tuple[str, ...]:
     return get_task(task).choice_names if task in task_names() else ()
 
 
-def write_report(directory, out: Optional[Path] = None) -> list[Path]:
-    """Write the figures and ``report.md`` for the run in ``directory``; return the files written."""
+def write_report(directory, out: Optional[Path] = None, resamples: int = stats.DEFAULT_RESAMPLES) -> list[Path]:
+    """Write the figures and ``report.md`` for the run in ``directory``; return the files written. ``resamples``: the
+    bootstrap's (:func:`uncertainty_section`)."""
     import matplotlib.pyplot as plt
 
     directory = Path(directory).expanduser()
+    stats.check_resamples(resamples)
     run, rows = load_results(directory)
     if not rows:
         raise DataError(f"{directory}/results.csv holds no rows yet")
@@ -291,9 +408,12 @@ def write_report(directory, out: Optional[Path] = None) -> list[Path]:
     figures = "".join(f"![{p.stem}]({p.name})\n\n" for p in written)
     choices = "" if directory.is_file() else choice_table(directory, rows, _choice_names(args.get("task")))
     path = out / "report.md"
-    path.write_text(header + summary_table(rows) + "\n" + (choices + "\n" if choices else "") + figures)
+    intervals = uncertainty_section(directory, rows, resamples)
+    path.write_text(header + summary_table(rows, args.get("split_seed")) + "\n" + (intervals + "\n" if intervals else "")
+                    + (choices + "\n" if choices else "") + figures)
     written.append(path)
     return written
 
 
-__all__ = ["write_report", "summary_table", "choice_table", "candidate_means", "select_best", "heatmap_figure", "probe_figure", "pooled", "reduction_percent", "PROBE_COLUMN"]
+__all__ = ["write_report", "summary_table", "choice_table", "candidate_means", "select_best", "split_size", "uncertainty",
+           "uncertainty_section", "interval_text", "p_text", "heatmap_figure", "probe_figure", "pooled", "reduction_percent", "PROBE_COLUMN"]

@@ -32,6 +32,10 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from laser_jax.errors import DataError, LaserJaxError
+from laser_jax.ground import Clock, write_text_atomic
+from laser_jax.laser import Intervention
+from laser_jax.selection import VALIDATION, validation_split
+from laser_jax.sweep import ExampleScores
 
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.csv"
@@ -52,17 +56,6 @@ class RunMismatchError(LaserJaxError):
 def command_line(argv: Sequence[str]) -> str:
     """A run's ``argv`` (as ``run.json`` keeps it) as one shell command that runs it again."""
     return shlex.join(argv)
-
-
-def write_text_atomic(path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file, fsync and ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def format_value(value) -> str:
@@ -139,23 +132,21 @@ def sort_key(row: Mapping) -> tuple:
 SPLIT_MODES = ("all", "val+test")
 
 
-def split_indices(n: int, mode: str) -> dict[str, np.ndarray]:
+def split_indices(n: int, mode: str, seed: Optional[int] = None) -> dict[str, np.ndarray]:
     """Example indices per split: ``all``, or ``val`` and ``test`` as :func:`laser_jax.selection.validation_split`
-    (the first 20% in order, then the rest)."""
+    (the first 20% in order, then the rest; with ``seed``, a seeded random 20%, then the rest)."""
     if mode == "all":
+        if seed is not None:
+            raise DataError("a split seed draws the validation part: it needs --split val+test")
         return {"all": np.arange(n)}
     if mode != "val+test":
         raise DataError(f"unknown split mode {mode!r}; use one of {', '.join(SPLIT_MODES)}")
-    from laser_jax.selection import validation_split
-
-    validation, test = validation_split(n)
+    validation, test = validation_split(n, seed=seed)
     return {"val": validation, "test": test}
 
 
 def intervention_key(key: tuple) -> str:
     """The sweep engine's key of a stored variant: ``"base"`` or ``Intervention.key``."""
-    from laser_jax.laser import Intervention
-
     tau, layer, rho = key
     return "base" if tau == BASE_TAU else Intervention(layer, tau, rho).key
 
@@ -225,6 +216,8 @@ def example_columns(row, splits: Mapping[str, np.ndarray], index: Optional[Seque
         columns[f"probe{j}_logprob"] = scores.probe_logprobs[:, j].tolist()
     for c in range(scores.choice_logprobs.shape[1]):
         columns[f"choice{c}_logprob"] = scores.choice_logprobs[:, c].tolist()
+    if scores.choice_logprobs.shape[1]:
+        columns["label"] = scores.label.astype(int).tolist()  # the gold candidate (-1: none), for the AUC's interval
     return columns
 
 
@@ -404,8 +397,6 @@ class StoreRecorder:
     """
 
     def __init__(self, store: ResultsStore, rank_of, writer: bool = True):
-        from laser_jax.protocol import Clock
-
         self.store, self.rank_of, self.writer = store, rank_of, writer
         self.clock = Clock()
 
@@ -426,8 +417,6 @@ class StoreRecorder:
         return self.store.directory / LOOKS_DIR / f"look{look}.npz"
 
     def load_look(self, look: int):
-        from laser_jax.sweep import ExampleScores
-
         path = self.look_path(look)
         if not path.exists():
             return None
@@ -447,8 +436,6 @@ class StoreRecorder:
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
-        from laser_jax.protocol import VALIDATION
-
         self.lap(VALIDATION)  # racing's looks are all on the validation part
 
     def lap(self, phase: str) -> dict:
@@ -499,5 +486,5 @@ def load_scores(directory, key: tuple) -> list[dict]:
 
 __all__ = [
     "ResultsStore", "StoreRecorder", "RunMismatchError", "LOOKS_DIR", "TIMING_FILE", "load_results", "load_scores", "variant_key", "variant_record", "variant_name", "sort_key", "GENERATION_FILE",
-    "command_line", "write_text_atomic", "environment", "split_indices", "resume_skip", "sweep_rows", "example_columns", "intervention_key", "REQUIRED_COLUMNS", "BASE_TAU", "RESULTS_FILE", "RUN_FILE", "SCORES_DIR",
+    "command_line", "environment", "split_indices", "resume_skip", "sweep_rows", "example_columns", "intervention_key", "REQUIRED_COLUMNS", "BASE_TAU", "RESULTS_FILE", "RUN_FILE", "SCORES_DIR",
 ]

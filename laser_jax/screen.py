@@ -18,7 +18,7 @@ so every ρ of a matrix follows from one vector ``c`` (a cumulative sum), and
 the whole grid costs one gradient of the loss plus the SVDs the sweep would
 compute anyway. A first-order prediction holds for small edits (ρ near 1); for
 large cuts it is a ranking heuristic whose quality is measured, not assumed
-(``experiments/screen_smollm2.py``).
+(``experiments/screen_vs_sweep.py``).
 
 Batching reuses the sweep engine's packing (:func:`laser_jax.sweep.plan_sequences`,
 :func:`laser_jax.sweep.make_batches`), and the head runs at the scored

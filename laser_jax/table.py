@@ -4,8 +4,17 @@ Each task's run directory (made by :func:`laser_jax.protocol.run_selection`
 through the CLI) holds the base and the selected variants' rows; this module
 only reads them and writes ``table.md``, ``table.csv`` and ``table.png`` (base
 vs LASER test accuracy per task). The chosen variant is the one with the best
-validation accuracy, ties to the lower validation loss, as
-:mod:`laser_jax.selection`.
+validation accuracy, ties to the lower validation loss
+(:func:`laser_jax.selection.rank_on_validation`).
+
+From each run's per-example scores (``scores/``), a row also gets the 95%
+intervals of the two test accuracies, the paired difference with its seeded
+bootstrap interval, the exact McNemar p-value and, for two-way choice tasks,
+the AUC intervals (:func:`laser_jax.report.uncertainty`); ``table.md`` marks a
+difference as significant only when it survives Holm's correction across the
+table's rows, and ``table.png`` draws the accuracy intervals as error bars. A
+run without its scores (they are git-ignored) gets "–" there, and ``table.md``
+says which rows lack them.
 """
 
 from __future__ import annotations
@@ -15,17 +24,42 @@ import math
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
+from laser_jax import stats
 from laser_jax.errors import DataError
-from laser_jax.report import select_best, split_rows
+from laser_jax.report import interval_text, p_text, select_best, split_rows, uncertainty
+from laser_jax.ground import write_text_atomic
 from laser_jax.results import (BASE_TAU, GENERATION_FILE, RUN_FILE, TIMING_FILE, command_line, load_results, to_csv,
-                               variant_record, write_text_atomic)
+                               variant_record)
 
 COLUMNS = ("task", "scored_by", "n_val", "n_test", "limit", "base_accuracy", "laser_accuracy", "base_loss", "laser_loss", "base_auc",
-           "laser_auc", "base_generation", "laser_generation", "layer", "tau", "rho", "k", "raced", "cpu_s", "wall_s")
+           "laser_auc", "base_generation", "laser_generation", "layer", "tau", "rho", "k", "raced", "cpu_s", "wall_s",
+           "split_seed", "base_low", "base_high", "laser_low", "laser_high", "difference", "difference_low",
+           "difference_high", "mcnemar_p", "holm_p", "significant", "base_auc_low", "base_auc_high", "laser_auc_low",
+           "laser_auc_high")
+INTERVAL_COLUMNS = COLUMNS[COLUMNS.index("base_low"):]  # None when the run's per-example scores are not on disk
 
 
-def table_row(directory) -> dict:
-    """The table row of one task's selection run directory."""
+def row_uncertainty(directory, rows, best, resamples: int = stats.DEFAULT_RESAMPLES) -> dict:
+    """The interval columns of a row (:func:`laser_jax.report.uncertainty` on test), all None without scores."""
+    found = uncertainty(directory, rows, best, "test", resamples)
+    out = dict.fromkeys(INTERVAL_COLUMNS)
+    if found is None:
+        return out
+    for name in ("base", "laser", "difference"):
+        out[f"{name}_low"], out[f"{name}_high"] = found[name].low, found[name].high
+    out["difference"], out["mcnemar_p"] = found["difference"].value, found["mcnemar_p"]
+    for name in ("base_auc", "laser_auc"):
+        if found[name] is not None:
+            out[f"{name}_low"], out[f"{name}_high"] = found[name].low, found[name].high
+    return out
+
+
+def table_row(directory, resamples: Optional[int] = stats.DEFAULT_RESAMPLES, require_scores: bool = False) -> dict:
+    """The table row of one task's selection run directory.
+
+    ``resamples``: the bootstrap's, for the interval columns (None: leave them out, e.g. to list finished tasks).
+    ``require_scores``: a row whose run has no per-example scores is a one-line error instead of "–".
+    """
     directory = Path(directory)
     run, rows = load_results(directory)
     args = run.get("args", {})
@@ -45,7 +79,11 @@ def table_row(directory) -> dict:
     generation = json.loads(generation_file.read_text()) if generation_file.exists() else {}
     if generation.get("variant") != variant_record(best):
         generation = {}  # a check of another variant (the run was extended since): not this row's
-    return {"task": task, "scored_by": scored_by(task), "n_val": val[base_key]["n"], "n_test": base["n"],
+    intervals = dict.fromkeys(INTERVAL_COLUMNS) if resamples is None else row_uncertainty(directory, rows, best, resamples)
+    if require_scores and intervals["mcnemar_p"] is None:
+        raise DataError(f"{directory}: scores missing for the row of {args.get('task', directory.name)} (no per-example "
+                        f"test scores of the base and the selected variant in {directory / 'scores'})")
+    return {**intervals, "split_seed": args.get("split_seed"), "task": task, "scored_by": scored_by(task), "n_val": val[base_key]["n"], "n_test": base["n"],
             "limit": args.get("limit"), "base_accuracy": base["accuracy"], "laser_accuracy": laser["accuracy"],
             "base_loss": base["loss"], "laser_loss": laser["loss"], "base_auc": base.get("auc"), "laser_auc": laser.get("auc"),
             "base_generation": generation.get("base", {}).get("accuracy"),
@@ -80,15 +118,30 @@ def _duration(seconds) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.2f} h"
 
 
-def markdown(rows: Sequence[dict], model: str) -> str:
+def with_holm(rows: Sequence[dict], alpha: float = 1.0 - stats.LEVEL) -> list[dict]:
+    """``rows`` with ``holm_p`` (Holm-adjusted McNemar p-value across the rows that have one) and ``significant``."""
+    rejected, adjusted = stats.holm([row.get("mcnemar_p") for row in rows], alpha)
+    return [{**row, "holm_p": p, "significant": reject} for row, p, reject in zip(rows, adjusted, rejected)]
+
+
+def _significance(row: Mapping) -> str:
+    if row.get("significant") is None:
+        return "–"
+    if not row["significant"]:
+        return "no"
+    return "**yes, gain**" if row["difference"] > 0 else "**yes, loss**"
+
+
+def markdown(rows: Sequence[dict], model: str, resamples: int = stats.DEFAULT_RESAMPLES) -> str:
     """Table 1 in markdown: the commands that made its runs, then base → LASER test accuracy % (answer loss), the
-    chosen (ℓ, τ, ρ), counts and time."""
+    chosen (ℓ, τ, ρ), counts and time; then the rows' intervals and significance."""
     commands = list(dict.fromkeys(row["command"] for row in rows if row.get("command")))
     lines = [f"# LASER, Table 1 form: {model}", "",
              *(["Made by (each task's `run.json`; run it again to resume or to add tasks):", "", "```",
                 *commands, "```", ""] if commands else []),
              "Test accuracy % (answer loss) of the base model and of the variant selected on validation (the first 20% "
-             "of the items: highest validation accuracy, ties to the lower validation loss). AUC: ROC AUC of the "
+             "of the items, or a seeded random 20% where the row names a split seed: highest validation accuracy, ties "
+             "to the lower validation loss, then `results.csv` order). AUC: ROC AUC of the "
              "log-prob margin between the two answers, for two-way choice tasks. Scored by: `choice`, the gold "
              "candidate has the highest summed log-prob; `top-1`, the answer's first token is the argmax after the "
              "prompt (also for the generation tasks HotpotQA and qa_wikidata, which the paper scores by a greedy "
@@ -104,8 +157,40 @@ def markdown(rows: Sequence[dict], model: str) -> str:
         lines.append(
             f"| {row['task']} | {row['scored_by']} | {_percent(row['base_accuracy'])} ({_loss(row['base_loss'])}) | "
             f"{_percent(row['laser_accuracy'])} ({_loss(row['laser_loss'])}) | "
-            f"{row['layer']}, {row['tau']}, {row['rho']:g} ({row['k']}) | {auc} | {generation} | {row['n_val']} / {row['n_test']} | "
+            f"{row['layer']}, {row['tau']}, {row['rho']:g} ({row['k']}) | {auc} | {generation} | {row['n_val']} / {row['n_test']}"
+            f"{'' if row.get('split_seed') is None else ' (split seed ' + str(row['split_seed']) + ')'} | "
             f"{row['limit'] if row['limit'] is not None else 'none'} | {_duration(row['cpu_s'])} | {_duration(row['wall_s'])} |")
+    return "\n".join(lines) + "\n\n" + uncertainty_markdown(rows, resamples)
+
+
+def _estimate(row: Mapping, name: str, value: str) -> Optional[stats.Estimate]:
+    if row.get(f"{name}_low") is None:
+        return None
+    return stats.Estimate(row[value], row[f"{name}_low"], row[f"{name}_high"])
+
+
+def uncertainty_markdown(rows: Sequence[dict], resamples: int = stats.DEFAULT_RESAMPLES) -> str:
+    """The rows' intervals and significance (:func:`with_holm` rows), with a line naming the rows without scores."""
+    missing = [row["task"] for row in rows if row.get("mcnemar_p") is None]
+    lines = [f"Uncertainty on the test part, recomputed from each run's per-example scores (`scores/`): 95% Wilson "
+             f"intervals of the accuracies; LASER − base in points with a seeded paired-bootstrap 95% percentile "
+             f"interval ({resamples:,} resamples); the exact McNemar p-value on the items only one of the two gets "
+             f"right; Holm: that p-value adjusted across the table's rows, and a difference is significant only "
+             f"when the adjusted p is at most 0.05; AUC: its bootstrap interval, for two-way choice tasks.", "",
+             "| task | base acc % [95%] | LASER acc % [95%] | LASER − base, points [95%] | McNemar p | Holm p | "
+             "significant | AUC base [95%] | AUC LASER [95%] |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(
+            f"| {row['task']} | {interval_text(_estimate(row, 'base', 'base_accuracy'))} | "
+            f"{interval_text(_estimate(row, 'laser', 'laser_accuracy'))} | "
+            f"{interval_text(_estimate(row, 'difference', 'difference'))} | {p_text(row.get('mcnemar_p'))} | "
+            f"{p_text(row.get('holm_p'))} | {_significance(row)} | "
+            f"{interval_text(_estimate(row, 'base_auc', 'base_auc'), 1.0, 3)} | "
+            f"{interval_text(_estimate(row, 'laser_auc', 'laser_auc'), 1.0, 3)} |")
+    if missing:
+        lines += ["", f"Scores missing for {', '.join(missing)}: these runs' per-example scores are not on disk "
+                      f"(`scores/` is git-ignored), so their intervals and significance are \"–\" and the Holm "
+                      f"correction is over the other rows only."]
     return "\n".join(lines) + "\n"
 
 
@@ -117,13 +202,22 @@ def figure(rows: Sequence[dict], model: str):
     import matplotlib.pyplot as plt
     import numpy as np
 
+    def errors(name):  # asymmetric 95% error bars in points; zero-length where the run has no scores
+        value = np.array([100 * r[f"{name}_accuracy"] for r in rows])
+        low = np.array([np.nan if r.get(f"{name}_low") is None else 100 * r[f"{name}_low"] for r in rows])
+        high = np.array([np.nan if r.get(f"{name}_high") is None else 100 * r[f"{name}_high"] for r in rows])
+        return value, np.nan_to_num(np.vstack([value - low, high - value]))
+
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(rows), 3.6))
-    ax.bar(x - 0.2, [100 * r["base_accuracy"] for r in rows], 0.4, label="base", color="#999999")
-    ax.bar(x + 0.2, [100 * r["laser_accuracy"] for r in rows], 0.4, label="LASER", color="#2166ac")
+    for offset, name, label, color in ((-0.2, "base", "base", "#999999"), (0.2, "laser", "LASER", "#2166ac")):
+        value, bars = errors(name)
+        ax.bar(x + offset, value, 0.4, label=label, color=color, yerr=bars if bars.any() else None, capsize=3,
+               error_kw={"elinewidth": 1})
     ax.set_xticks(x, [r["task"] for r in rows], rotation=30, ha="right")
     ax.set_ylabel("test accuracy %")
-    ax.set_title(f"base vs LASER: {model}", fontsize=9)
+    scored = sum(r.get("base_low") is not None for r in rows)
+    ax.set_title(f"base vs LASER: {model}" + (" (bars: 95% Wilson intervals)" if scored else ""), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -137,7 +231,7 @@ def finished_rows(directory) -> dict[str, dict]:
     for name in task_names():
         if (Path(directory) / name / RUN_FILE).exists():
             try:
-                rows[name] = table_row(Path(directory) / name)
+                rows[name] = table_row(Path(directory) / name, resamples=None)
             except (DataError, FileNotFoundError):
                 pass
     return rows
@@ -176,16 +270,21 @@ def side_by_side(tables: Mapping[str, Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(directory, tasks: Sequence[str], model: Optional[str] = None) -> list[Path]:
-    """Write ``table.md``, ``table.csv`` and ``table.png`` for the runs ``directory/<task>``; return their paths."""
+def write_table(directory, tasks: Sequence[str], model: Optional[str] = None, resamples: int = stats.DEFAULT_RESAMPLES,
+                require_scores: bool = False) -> list[Path]:
+    """Write ``table.md``, ``table.csv`` and ``table.png`` for the runs ``directory/<task>``; return their paths.
+
+    ``resamples``: the bootstrap's; ``require_scores``: a run without its per-example scores is a one-line error.
+    """
     import matplotlib.pyplot as plt
 
     directory = Path(directory)
-    rows = [table_row(directory / task) for task in tasks]
+    stats.check_resamples(resamples)
+    rows = with_holm([table_row(directory / task, resamples, require_scores) for task in tasks])
     if model is None:
         model = json.loads((directory / tasks[0] / RUN_FILE).read_text())["args"]["model"]
     paths = [directory / name for name in ("table.md", "table.csv", "table.png")]
-    write_text_atomic(paths[0], markdown(rows, model))
+    write_text_atomic(paths[0], markdown(rows, model, resamples))
     write_text_atomic(paths[1], to_csv(rows, COLUMNS))
     fig = figure(rows, model)
     fig.savefig(paths[2], dpi=120, bbox_inches="tight")
@@ -193,4 +292,4 @@ def write_table(directory, tasks: Sequence[str], model: Optional[str] = None) ->
     return paths
 
 
-__all__ = ["COLUMNS", "table_row", "scored_by", "finished_rows", "table_tasks", "table_tasks_order", "markdown", "figure", "side_by_side", "write_table"]
+__all__ = ["COLUMNS", "INTERVAL_COLUMNS", "row_uncertainty", "with_holm", "uncertainty_markdown", "table_row", "scored_by", "finished_rows", "table_tasks", "table_tasks_order", "markdown", "figure", "side_by_side", "write_table"]

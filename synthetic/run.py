@@ -1,7 +1,7 @@
 """The synthetic experiment end to end: train seeds together, log metrics and probes, summarize, plot.
 
 Role: the entry points. :func:`run_experiment` is what ``laser-jax synthetic``
-calls; :func:`main` parses a command line. A run
+calls; :func:`main` runs that command (``python -m synthetic.run``). A run
 
 1. builds the task (bigram statistics, the clean test set and a noisy probe batch),
 2. trains every seed in one vmapped, jitted step, in chunks between logged steps,
@@ -18,7 +18,6 @@ calls; :func:`main` parses a command line. A run
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -31,7 +30,7 @@ import numpy as np
 
 from laser_jax.examples import save_examples
 from synthetic import assoc_memory, data, plots, probes, train
-from synthetic.presets import PRESETS, Preset, get_preset
+from synthetic.presets import Preset, get_preset
 
 SUMMARY_ROWS = ("full", "layer1_ff_rho0", "layer2_ff_rho0")
 SUMMARY_METRICS = ("accuracy", "p_noise", "p_correct")
@@ -282,29 +281,14 @@ def run_experiment(preset="quick", out_dir=None, *, seeds: Optional[int] = None,
     return {"summary": summary, "history": history, "assoc_memory": assoc_result, "preset": preset}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="synthetic", description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="quick", choices=sorted(PRESETS))
-    parser.add_argument("--out", default=None, help="output directory (JSON, plots, checkpoints)")
-    parser.add_argument("--seeds", type=int, default=None)
-    parser.add_argument("--alpha", type=float, default=None, help="noise probability after a trigger")
-    parser.add_argument("--stats", default=None,
-                        help="shakespeare (default, the paper's, shipped), docstrings, dirichlet[:SEED], a .json of counts or a text file")
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--log-every", type=int, default=None)
-    parser.add_argument("--checkpoint-steps", type=int, nargs="*", default=None)
-    parser.add_argument("--resume-from", default=None, help="an Orbax checkpoint directory written by a run")
-    parser.add_argument("--no-assoc", action="store_true", help="skip the associative-memory toy model")
-    parser.add_argument("--no-plots", action="store_true")
-    return parser
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m synthetic.run [options]``: the same command, options and parser as ``laser-jax synthetic``."""
+    import sys
 
+    from laser_jax.cli import main as laser_jax_main
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
-    args = build_parser().parse_args(argv)
-    return run_experiment(args.preset, args.out, seeds=args.seeds, alpha=args.alpha, stats=args.stats,
-                          steps=args.steps, log_every=args.log_every, checkpoint_steps=args.checkpoint_steps,
-                          resume_from=args.resume_from, assoc=not args.no_assoc, make_plots=not args.no_plots)
+    return laser_jax_main(["synthetic", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

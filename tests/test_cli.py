@@ -256,10 +256,19 @@ def test_synthetic_delegates_to_the_experiment(monkeypatch, tmp_path, capsys):
     from synthetic import run
 
     calls = []
-    monkeypatch.setattr(run, "run_experiment", lambda preset, out: calls.append((preset, out)) or {})
+    monkeypatch.setattr(run, "run_experiment", lambda preset, out, **options: calls.append((preset, out, options)) or {})
+    defaults = {"seeds": None, "alpha": None, "stats": None, "steps": None, "log_every": None, "checkpoint_steps": None,
+                "resume_from": None, "assoc": True, "make_plots": True}
     assert main(["synthetic", "--out", str(tmp_path)]) == 0
     assert main(["synthetic", "--preset", "tiny"]) == 0
-    assert calls == [("quick", str(tmp_path)), ("tiny", None)]
+    every = ["--preset", "paper", "--seeds", "1", "--alpha", "0.25", "--stats", "docstrings", "--steps", "30",
+             "--log-every", "5", "--checkpoint-steps", "10", "20", "--resume-from", "ckpt", "--no-assoc", "--no-plots"]
+    assert main(["synthetic", *every]) == 0
+    assert run.main(every) == 0  # python -m synthetic.run: the same parser
+    options = {"seeds": 1, "alpha": 0.25, "stats": "docstrings", "steps": 30, "log_every": 5, "checkpoint_steps": [10, 20],
+               "resume_from": "ckpt", "assoc": False, "make_plots": False}
+    assert calls == [("quick", str(tmp_path), defaults), ("tiny", None, defaults), ("paper", None, options),
+                     ("paper", None, options)]
     _assert_one_line_error(capsys, main(["synthetic", "--preset", "huge"]), "unknown synthetic preset 'huge'")
 
 

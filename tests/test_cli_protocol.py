@@ -81,16 +81,37 @@ def test_a_directory_of_another_mode_is_refused(setup, tmp_path, capsys):
     _assert_one_line_error(capsys, main(selection_argv(setup, out, "--layers", "1", "--rhos", "0.1")), "holds a different run")
 
 
-def test_racing_run_marks_stopped_variants_and_never_selects_them(setup, tmp_path):
+def test_racing_run_marks_stopped_variants_and_never_selects_them(setup, tmp_path, monkeypatch):
+    """The command's bookkeeping of racing: looks at 1, 2 and 4 validation items (``--racing-first 1``), stopped
+    variants recorded with their partial counts and ``raced`` = 1, on validation only, and never tested.
+
+    The tiny random model scores every variant alike, so the sign test alone would stop none here (it is tested on
+    controlled scores in tests/test_protocol.py); the stopping rule is replaced by one that keeps, after the first
+    look, only each τ's first variant, so that the command's handling of stopped variants is what is tested."""
+    from laser_jax import protocol
+
+    looks = []
+
+    def first_of_each_tau(alive, seen, level):
+        looks.append(len(next(iter(seen.values()))))
+        return [iv for iv in alive if iv == next(other for other in alive if other.tau == iv.tau)]
+
+    monkeypatch.setattr(protocol, "survivors", first_of_each_tau)
     out = tmp_path / "race"
-    assert main(selection_argv(setup, out, "--racing")) == 0
+    assert main(selection_argv(setup, out, "--racing", "--racing-first", "1")) == 0
     rows = read_csv(out / RESULTS_FILE)
     run = json.loads((out / "run.json").read_text())
-    assert run["args"]["racing"] == {"delta": 0.05, "first": 64, "growth": 2.0, "seed": 0}
-    assert (out / "race" / "look0.npz").exists()
-    for row in rows:
-        if row.get("raced"):
-            assert row["split"] == "val" and row["n"] < 4
+    assert run["args"]["racing"] == {"delta": 0.05, "first": 1, "growth": 2.0, "seed": 0}
+    assert looks == [1, 2] and (out / "race" / "look1.npz").exists()  # looks at 1 and 2 items; the last is all 4
+    raced = [row for row in rows if row.get("raced")]
+    assert len(raced) == 2 * 3 * 6 - 2  # 2 taus x 3 layers x 6 rhos, less each tau's survivor
+    for row in raced:
+        assert row["split"] == "val" and row["n"] == 1
+    survivors = [row for row in rows if row["split"] == "val" and row["tau"] != "none" and not row.get("raced")]
+    assert {(row["tau"], row["layer"], row["rho"]) for row in survivors} == {("fc_in", 0, 0.5), ("fc_out", 0, 0.5)}
+    assert all(row["n"] == 4 for row in survivors)
+    tested = {(row["tau"], row["layer"], row["rho"]) for row in rows if row["split"] == "test" and row["tau"] != "none"}
+    assert tested == {("fc_in", 0, 0.5), ("fc_out", 0, 0.5)}
     assert not any(r.get("raced") for r in rows if r["split"] == "test")
 
 
@@ -184,9 +205,7 @@ def test_compose_then_apply_its_edits(setup, tmp_path, capsys):
     assert [t["edit"] for t in record["trials"]][0].split(":")[1] == "2"  # the largest layer first
     assert set(record["validation"]) == {"base", "composed"} and "accuracy" in record["test"]["composed"]
     kept = [t["edit"] for t in record["trials"] if t["kept"]]
-    assert record["edits"] == kept
-    if not kept:
-        return
+    assert record["edits"] == kept and kept  # this grid's composition keeps steps, so apply has something to check
     out = tmp_path / "ckpt"
     assert main(["apply", "--model", str(setup / "model"), "--edits", str(run / "compose.json"), "--out", str(out)]) == 0
     steps = [laser.Intervention(int(layer), tau, float(rho)) for tau, layer, rho in (e.split(":") for e in kept)]
@@ -251,3 +270,88 @@ def test_screen_top_errors_are_one_line(setup, tmp_path, capsys):
     argv[argv.index("--mode") + 1:argv.index("--mode") + 1] = ["exhaustive"]
     _assert_one_line_error(capsys, main(argv), "--screen-top prunes the grid of a selection run")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_table_row_intervals_are_recomputed_from_the_stored_scores_alone(setup, data_root, tmp_path, capsys):
+    """A row's intervals, difference, McNemar p and AUC intervals follow from the two scores files of its run alone
+    (checked against statsmodels where it has the statistic); without the scores the row says "–" and table.md says
+    they are missing; --require-scores makes that, and a bootstrap count below 100, one-line errors."""
+    import shutil
+
+    import numpy as np
+    from statsmodels.stats.contingency_tables import mcnemar
+    from statsmodels.stats.proportion import proportion_confint
+
+    from laser_jax import stats
+    from laser_jax.results import variant_name
+    from laser_jax.table import write_table
+
+    out = tmp_path / "t"
+    argv = ["table", "--model", str(setup / "model"), "--tasks", "fever", "--data-root", str(data_root),
+            "--layers", "1-2", "--rhos", "0.5,0.1", "--out", str(out), "--quiet", "--bootstrap", "500"]
+    assert main(argv) == 0
+    row = read_csv(out / "table.csv")[0]
+    scores = {}
+    for name, key in (("base", ("none", None, None)), ("laser", (row["tau"], row["layer"], row["rho"]))):
+        test = sorted((r for r in read_csv(out / "fever" / "scores" / f"{variant_name(key)}.csv") if r["split"] == "test"),
+                      key=lambda r: r["index"])
+        scores[name] = test
+    base = np.array([r["correct"] for r in scores["base"]], bool)
+    laser = np.array([r["correct"] for r in scores["laser"]], bool)
+    assert len(base) == row["n_test"] == 16 and base.mean() == row["base_accuracy"] and laser.mean() == row["laser_accuracy"]
+    for name, outcomes in (("base", base), ("laser", laser)):
+        low, high = proportion_confint(int(outcomes.sum()), len(outcomes), alpha=0.05, method="wilson")
+        assert (row[f"{name}_low"], row[f"{name}_high"]) == pytest.approx((low, high), abs=1e-12)
+    b, c = int((base & ~laser).sum()), int((laser & ~base).sum())
+    both, neither = int((base & laser).sum()), int((~base & ~laser).sum())
+    assert row["mcnemar_p"] == pytest.approx(mcnemar([[both, b], [c, neither]], exact=True).pvalue, rel=1e-12)
+    assert row["holm_p"] == pytest.approx(row["mcnemar_p"])  # one row: Holm changes nothing
+    difference = stats.paired_bootstrap(base, laser, resamples=500, seed=0)
+    assert (row["difference"], row["difference_low"], row["difference_high"]) == pytest.approx(
+        (difference.value, difference.low, difference.high), abs=1e-12)
+    for name in ("base", "laser"):  # FEVER is a two-way choice task: the AUC of the stored log-prob margin
+        margin = np.array([r["choice1_logprob"] - r["choice0_logprob"] for r in scores[name]])
+        auc = stats.auc_interval(margin, np.array([r["label"] for r in scores[name]]) == 1, resamples=500, seed=0)
+        assert auc.value == pytest.approx(row[f"{name}_auc"], abs=1e-12)
+        assert (row[f"{name}_auc_low"], row[f"{name}_auc_high"]) == pytest.approx((auc.low, auc.high), abs=1e-12)
+    markdown = (out / "table.md").read_text()
+    assert "| fever | " in markdown.split("Uncertainty on the test part")[1] and "Scores missing" not in markdown
+
+    shutil.rmtree(out / "fever" / "scores")  # as in a committed run: scores/ is git-ignored
+    write_table(out, ["fever"])
+    row = read_csv(out / "table.csv")[0]
+    assert row["mcnemar_p"] is None and row["base_low"] is None and row["laser_accuracy"] is not None
+    assert "Scores missing for fever" in (out / "table.md").read_text()
+    capsys.readouterr()
+    assert main(argv + ["--require-scores"]) != 0  # the runs resume to nothing (their progress lines), then the error
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("laser-jax: error: ") and "scores missing for the row of fever" in err[-1]
+    assert not any("Traceback" in line for line in err)
+    _assert_one_line_error(capsys, main(argv[:-1] + ["99"]), "a bootstrap needs at least 100 resamples, got 99")
+    _assert_one_line_error(capsys, main(argv + ["--split-seed", "3"]), "holds a different run (split_seed=None, now 3)")
+
+
+def test_split_seed_draws_a_random_validation_fifth_and_is_kept_by_the_run(setup, tmp_path, capsys):
+    from laser_jax.results import load_scores
+
+    seeded, plain = tmp_path / "seeded", tmp_path / "plain"
+    assert main(selection_argv(setup, seeded, "--layers", "2", "--rhos", "0.1", "--split-seed", "3")) == 0
+    assert main(selection_argv(setup, plain, "--layers", "2", "--rhos", "0.1")) == 0
+    assert json.loads((seeded / "run.json").read_text())["args"]["split_seed"] == 3
+    assert "split_seed" not in json.loads((plain / "run.json").read_text())["args"]  # no new key without the flag
+    n = 20  # 10 cases x 2 prompts
+    for directory, seed in ((seeded, 3), (plain, None)):
+        stored = load_scores(directory, ("none", None, None))
+        validation, test = validation_split(n, seed=seed)
+        assert [r["index"] for r in stored if r["split"] == "val"] == validation.tolist()
+        assert [r["index"] for r in stored if r["split"] == "test"] == test.tolist()
+    assert validation_split(n, seed=3)[0].tolist() != list(range(4))
+    assert main(selection_argv(setup, seeded, "--layers", "2", "--rhos", "0.1", "--split-seed", "3")) == 0  # resumes
+    capsys.readouterr()
+    _assert_one_line_error(capsys, main(selection_argv(setup, seeded, "--layers", "2", "--rhos", "0.1")),
+                           "holds a different run (split_seed=3, now None)")
+    argv = selection_argv(setup, tmp_path / "all", "--split-seed", "1")
+    argv[argv.index("selection")] = "exhaustive"
+    _assert_one_line_error(capsys, main(argv + ["--split", "all"]), "--split-seed draws the validation part")
+    _assert_one_line_error(capsys, main(selection_argv(setup, tmp_path / "neg", "--split-seed", "-1")),
+                           "--split-seed must be at least 0")

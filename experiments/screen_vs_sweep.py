@@ -1,14 +1,16 @@
-"""How well does the first-order screen rank SmolLM2-135M's CounterFact LASER grid?
+"""How well does the first-order screen rank a model's CounterFact LASER grid (default: SmolLM2-135M)?
 
-    python experiments/screen_smollm2.py --out experiments/results/screen_smollm2
+    python experiments/screen_vs_sweep.py [--model smollm2] --out experiments/results/screen_smollm2
 
 One forward and one backward pass per batch over the validation items (the
-first 20% of the examples of ``../shared/data/counterfact/counterfact-val.json``,
-split exactly as ``laser-jax sweep --split val+test``) predict the change in
-mean validation answer NLL of all 630 variants (30 layers × fc_in, fc_up,
+first 20% of the examples of ``counterfact/counterfact-val.json`` under
+``--data-root``, else ``$LASER_JAX_DATA``, else ``../shared/data``, split exactly
+as ``laser-jax sweep --split val+test``) predict the change in
+mean validation answer NLL of every variant (every layer × fc_in, fc_up,
 fc_out × ρ in 0.9, 0.8, 0.6, 0.2, 0.1, 0.05, 0.01; :mod:`laser_jax.screen`).
-They are compared with the true validation loss of the exhaustive sweep
-committed in ``experiments/results/counterfact_smollm2.csv``: Spearman rank
+They are compared with the true validation loss of the exhaustive sweep of
+``bash experiments/run_counterfact.sh MODEL``, merged into
+``experiments/results/counterfact_MODEL.csv`` (``--sweep-csv``): Spearman rank
 correlation of predicted vs true change (all variants, and by ρ), and where
 the true top 5 (by validation accuracy, ties to the lower loss, as
 :mod:`laser_jax.selection`) fall in the predicted ranking (by predicted loss
@@ -26,20 +28,18 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from laser_jax.gguf import smollm2_path
 from laser_jax.loading import load_model
 from laser_jax.results import read_csv, split_indices, to_csv, write_text_atomic
 from laser_jax.screen import screen
 from laser_jax.tasks import get_task
+from script_args import add_data_root, add_model, model_label, task_data
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "counterfact" / "counterfact-val.json"
-SWEEP_CSV = REPO / "experiments" / "results" / "counterfact_smollm2.csv"
+RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
+DEFAULT_MODEL = "smollm2"
 TAUS = ("fc_in", "fc_up", "fc_out")
 RHOS = (0.9, 0.8, 0.6, 0.2, 0.1, 0.05, 0.01)
 TOP_TRUE = 5
 TOP_PREDICTED = 50
-COMMAND = "python experiments/screen_smollm2.py --out experiments/results/screen_smollm2"
 
 
 def true_validation_rows(path: Path) -> tuple[dict, dict]:
@@ -56,18 +56,27 @@ def selection_order(keys, truth) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_model(parser, DEFAULT_MODEL)
+    parser.add_argument("--sweep-csv", type=Path, help="the exhaustive sweep's rows (default: experiments/results/counterfact_MODEL.csv)")
+    parser.add_argument("--data", help="the CounterFact file swept (default: counterfact/counterfact-val.json under the data root)")
+    add_data_root(parser)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--replot", action="store_true", help="only draw screen.png from the screen.csv in --out")
     args = parser.parse_args()
+    label = model_label(args.model)
     if args.replot:
-        figure(read_csv(args.out / "screen.csv"), args.out / "screen.png")
+        figure(read_csv(args.out / "screen.csv"), args.out / "screen.png", label)
         return
+    options = [("--model", None if args.model == DEFAULT_MODEL else args.model), ("--sweep-csv", args.sweep_csv),
+               ("--data", args.data), ("--data-root", args.data_root), ("--out", args.out),
+               ("--batch-size", None if args.batch_size == 32 else args.batch_size)]
+    command = " ".join(["python experiments/screen_vs_sweep.py"] + [f"{flag} {value}" for flag, value in options if value])
 
-    base_truth, truth = true_validation_rows(SWEEP_CSV)
+    base_truth, truth = true_validation_rows(args.sweep_csv or RESULTS / f"counterfact_{args.model.rstrip('/').rsplit('/', 1)[-1]}.csv")
     task = get_task("counterfact")
-    model = load_model(str(smollm2_path()))
-    examples = task.examples(task.load(str(DATA)), model.tokenizer)
+    model = load_model(args.model)
+    examples = task.examples(task.load(args.data or task_data("counterfact", args.data_root)), model.tokenizer)
     validation = split_indices(len(examples), "val+test")["val"]
     validation_examples = [examples[i] for i in validation]
     if len(validation_examples) != int(base_truth["n"]):
@@ -91,13 +100,13 @@ def main() -> None:
             for (layer, tau, rho), p, t in zip(keys, predicted, true)]
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "screen.csv", to_csv(rows, list(rows[0])))
-    figure(rows, args.out / "screen.png")
+    figure(rows, args.out / "screen.png", label)
     write_text_atomic(args.out / "summary.md", summary(result, keys, predicted, true, predicted_rank, chosen, truth,
-                                                       base_truth, seconds))
+                                                       base_truth, seconds, label, model.n_layers, command))
     print((args.out / "summary.md").read_text())
 
 
-def figure(rows, path: Path) -> None:
+def figure(rows, path: Path, label: str) -> None:
     """Predicted against true change in validation loss, one point per variant, coloured by rho (symlog axes)."""
     import matplotlib
 
@@ -119,7 +128,7 @@ def figure(rows, path: Path) -> None:
     ax.set_yscale("symlog", linthresh=0.1)
     ax.set_xlabel("predicted change in val loss (first order)")
     ax.set_ylabel("true change in val loss (sweep)")
-    ax.set_title("SmolLM2-135M, CounterFact: the first-order screen, 630 variants", fontsize=9)
+    ax.set_title(f"{label}, CounterFact: the first-order screen, {len(rows)} variants", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -130,18 +139,19 @@ def spearman(a, b) -> float:
     return float(spearmanr(a, b).statistic) if len(a) > 2 else math.nan
 
 
-def summary(result, keys, predicted, true, predicted_rank, chosen, truth, base_truth, seconds) -> str:
+def summary(result, keys, predicted, true, predicted_rank, chosen, truth, base_truth, seconds, label, n_layers,
+            command) -> str:
     rho_of = np.array([key[2] for key in keys])
     small = rho_of >= 0.6
     lines = [
-        "# First-order screen vs the exhaustive sweep: SmolLM2-135M, CounterFact validation",
+        f"# First-order screen vs the exhaustive sweep: {label}, CounterFact validation",
         "",
         "```",
-        COMMAND,
+        command,
         "```",
         "",
-        f"{len(keys)} variants (30 layers × {', '.join(TAUS)} × ρ in {', '.join(map(str, RHOS))}), "
-        f"{int(base_truth['n'])} validation items; screen: one forward + backward per batch and the 90 SVDs, "
+        f"{len(keys)} variants ({n_layers} layers × {', '.join(TAUS)} × ρ in {', '.join(map(str, RHOS))}), "
+        f"{int(base_truth['n'])} validation items; screen: one forward + backward per batch and the {n_layers * len(TAUS)} SVDs, "
         f"{seconds:.0f} s on this shared 2-core CPU.",
         f"Base validation loss (mean answer NLL): screen {result.base_loss:.6f}, sweep {base_truth['loss']:.6f}.",
         "",
