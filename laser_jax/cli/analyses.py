@@ -99,14 +99,13 @@ def cmd_removed(args) -> int:
     if step.keep != "top":
         raise InterventionError(f"--edit {args.edit!r}: give the LASER step itself (its removed part is what is shown)")
     task, model, examples = task_examples(args)
-    from laser_jax import laser, removed, results
+    from laser_jax import removed, results
     from laser_jax.ground import write_text_atomic
-    from laser_jax.rmt import resolve
+    from laser_jax.edits import resolve_edits
     from laser_jax.tasks import GENERIC_PROBES
     from laser_jax.tasks.common import encode_probes
 
-    step = resolve(model, step)
-    laser.check_intervention(model, step)
+    (step,) = resolve_edits(model, [step])
     step.complement()  # refuses rho = 1 (nothing removed)
     words = task.probes or GENERIC_PROBES
     generic = encode_probes(model.tokenizer, words)

@@ -49,13 +49,11 @@ def cmd_apply(args) -> int:
     if args.factored and not args.out:
         raise InterventionError("--factored describes the Orbax checkpoint: give --out DIR")
     from laser_jax import checkpoint, laser
+    from laser_jax.edits import resolve_edits
     from laser_jax.loading import load_model
-    from laser_jax.rmt import resolve
 
     model = load_model(args.model, revision=args.revision, dtype=dtype(args.dtype))
-    steps = [resolve(model, step) for step in steps]
-    for step in steps:
-        laser.check_intervention(model, step)
+    steps = resolve_edits(model, steps)
     if args.factored:  # the model is defined by its stored factors (== laser.apply up to float rounding)
         factors = checkpoint.edit_factors(model, steps)
         reduced = checkpoint.with_factors(laser.apply(model, steps), factors)

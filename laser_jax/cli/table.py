@@ -141,6 +141,7 @@ def table_data(task, root: Optional[str]) -> Optional[str]:
 
 def cmd_compose(args) -> int:
     from laser_jax import results
+    from laser_jax.edits import edit_text
     from laser_jax.ground import write_text_atomic
     from laser_jax.loading import load_model
     from laser_jax.models.base import MLP_TAUS
@@ -167,11 +168,11 @@ def cmd_compose(args) -> int:
     result = compose(model, examples, layers=layers, rhos=run_args["rhos"], taus=taus,
                      split_seed=run_args.get("split_seed"), batch_size=run_args.get("batch_size", 32),
                      progress=not args.quiet)
-    edits = [f"{step.tau}:{step.layer}:{step.rho!r}" for step in result.steps]
+    edits = [edit_text(step) for step in result.steps]
     record = {"run": str(args.dir), "edits": edits,
               "validation": {"base": result.base_validation, "composed": result.final_validation},
               "test": {"base": result.base_test, "composed": result.final_test},
-              "trials": [{"edit": f"{t.step.tau}:{t.step.layer}:{t.step.rho!r}", "validation_accuracy": t.accuracy,
+              "trials": [{"edit": edit_text(t.step), "validation_accuracy": t.accuracy,
                           "kept": t.kept} for t in result.trials]}
     path = Path(args.out) if args.out else Path(args.dir) / COMPOSITION_FILE
     write_text_atomic(path, json.dumps(record, indent=2) + "\n")
