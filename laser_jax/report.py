@@ -31,7 +31,7 @@ import numpy as np
 
 from laser_jax import stats
 from laser_jax.errors import DataError
-from laser_jax.results import BASE_TAU, load_results, load_scores, variant_key, variant_name
+from laser_jax.results import BASE_TAU, load_results, load_scores, score_columns, variant_key, variant_name
 from laser_jax.selection import _sort_key, rank_on_validation
 
 PROBE_COLUMN = "p_generic"  # mean summed probability of the generic probe tokens
@@ -99,31 +99,37 @@ def select_best(rows: Sequence[Mapping], split: str = "val") -> Optional[tuple]:
 # ----------------------------------------------------------------------------- uncertainty from per-example scores
 
 
-def _split_scores(directory, key: tuple, split: str, row: Mapping) -> Optional[dict]:
-    """One variant's stored per-example outcomes on ``split``, in item order, checked against its results row; None
-    when the run holds no scores for it."""
-    scores = sorted((s for s in load_scores(directory, key) if s.get("split") == split), key=lambda s: s["index"])
-    if not scores:
+def split_scores(directory, key: tuple, split: str, row: Mapping) -> Optional[dict]:
+    """One variant's stored per-example outcomes on ``split`` (:func:`laser_jax.results.score_columns`), in item
+    order, checked against its results ``row``; None when the run holds no scores for it.
+
+    ``index`` and ``correct`` always; ``answer_nll`` when stored; ``margin`` (log p(candidate 1) − log p(candidate 0))
+    and ``positive`` (the gold is candidate 1) for two-way choice tasks."""
+    columns = score_columns(directory, key)
+    if not columns or "split" not in columns:
         return None
-    correct = np.array([int(s["correct"]) for s in scores])
-    if len(scores) != int(row["n"]) or abs(float(correct.mean()) - float(row["accuracy"])) > 1e-9:
-        raise DataError(f"{directory}: scores/{variant_name(key)}.csv does not match results.csv on {split} "
-                        f"({int(correct.sum())} of {len(scores)} right, results.csv: accuracy {row['accuracy']} of {row['n']})")
-    out = {"index": np.array([int(s["index"]) for s in scores]), "correct": correct.astype(bool)}
-    if {"choice0_logprob", "choice1_logprob"} <= set(scores[0]) and "choice2_logprob" not in scores[0]:
-        choices = np.array([[_float(s["choice0_logprob"]), _float(s["choice1_logprob"])] for s in scores])
+    part = columns["split"] == split
+    if not part.any():
+        return None
+    order = np.argsort(columns["index"][part], kind="stable")
+    scores = {name: values[part][order] for name, values in columns.items()}
+    correct = scores["correct"].astype(int)
+    if len(correct) != int(row["n"]) or abs(float(correct.mean()) - float(row["accuracy"])) > 1e-9:
+        raise DataError(f"{directory}: the stored scores of {variant_name(key)} do not match results.csv on {split} "
+                        f"({int(correct.sum())} of {len(correct)} right, results.csv: accuracy {row['accuracy']} of {row['n']})")
+    out = {"index": scores["index"].astype(int), "correct": correct.astype(bool)}
+    if "answer_nll" in scores:
+        out["answer_nll"] = scores["answer_nll"].astype(np.float64)
+    if {"choice0_logprob", "choice1_logprob"} <= set(scores) and "choice2_logprob" not in scores:
+        choices = np.stack([scores["choice0_logprob"], scores["choice1_logprob"]], axis=1).astype(np.float64)
         if not np.isnan(choices).any():
-            if "label" in scores[0]:
-                label = np.array([int(s["label"]) for s in scores])
+            if "label" in scores:
+                label = scores["label"].astype(int)
             else:  # older scores files: the gold is the argmax when right, the other candidate when wrong
                 best = np.argmax(choices, axis=1)
                 label = np.where(out["correct"], best, 1 - best)
             out["margin"], out["positive"] = choices[:, 1] - choices[:, 0], label == 1
     return out
-
-
-def _float(value) -> float:
-    return math.nan if value is None else float(value)
 
 
 def uncertainty(directory, rows: Sequence[Mapping], best: tuple, split: str = "test",
@@ -144,7 +150,7 @@ def uncertainty(directory, rows: Sequence[Mapping], best: tuple, split: str = "t
     base_key = (BASE_TAU, None, None)
     if Path(directory).is_file() or base_key not in part or best not in part:
         return None
-    base, laser = _split_scores(directory, base_key, split, part[base_key]), _split_scores(directory, best, split, part[best])
+    base, laser = split_scores(directory, base_key, split, part[base_key]), split_scores(directory, best, split, part[best])
     if base is None or laser is None:
         return None
     if not np.array_equal(base["index"], laser["index"]):

@@ -4,14 +4,18 @@ Layout of a run directory::
 
     DIR/run.json            the exact arguments, library/JAX versions, device
     DIR/results.csv         one row per (variant, split), sorted; the base rows have tau=none
-    DIR/scores/<variant>.csv  per-example scores of one variant
+    DIR/scores/<variant>.csv  per-example scores of one variant (the working copy, git-ignored)
+    DIR/scores.npz          every variant's per-example scores in one compressed file (committed)
 
 Every file is written whole to a temporary name, fsynced and ``os.replace``\\ d,
 so a run killed at any instant (even SIGKILL) leaves only complete files. A
 variant counts as done once its rows are in ``results.csv`` (its scores file is
 written first). Started again with the same arguments, a run skips the done
 variants; rows are kept sorted by variant, so the final ``results.csv`` is the
-same whatever the interruptions. Started with different arguments in the same
+same whatever the interruptions. Closing a run packs ``scores/`` into
+``scores.npz`` (:func:`pack_scores`), the form that travels with the run:
+readers (:func:`score_columns`) take a variant's ``scores/`` file when it is
+there and ``scores.npz`` otherwise. Started with different arguments in the same
 directory, it refuses with a one-line :class:`RunMismatchError`.
 """
 
@@ -41,6 +45,7 @@ RUN_FILE = "run.json"
 RESULTS_FILE = "results.csv"
 LOCK_FILE = ".lock"
 SCORES_DIR = "scores"
+SCORES_FILE = "scores.npz"
 BASE_TAU = "none"
 REQUIRED_COLUMNS = ("layer", "tau", "rho", "k", "split", "n", "accuracy", "loss")
 SPLIT_ORDER = ("all", "val", "test")
@@ -309,8 +314,10 @@ class ResultsStore:
         write_text_atomic(run_file, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
     def close(self) -> None:
-        """Release the directory's lock (also released when the process ends)."""
+        """Pack the scores into ``scores.npz`` (:func:`pack_scores`), then release the directory's lock (also
+        released when the process ends). Only the store that took the lock writes."""
         if self._lock is not None:
+            pack_scores(self.directory)
             self._lock.close()
             self._lock = None
 
@@ -478,13 +485,77 @@ def load_results(directory) -> tuple[dict, list[dict]]:
     return run, sorted(read_csv(results), key=sort_key)
 
 
+def _column_array(values: Sequence) -> np.ndarray:
+    """One scores column as its smallest exact array: int8/int32 for integers, float32 when every value is a float32
+    (the engine's scores are), else float64, with NaN for empty cells; text as a unicode array."""
+    if any(isinstance(v, str) for v in values):
+        return np.array([v if v is not None else "" for v in values], dtype=str)
+    if all(isinstance(v, int) for v in values):
+        array = np.array(values, dtype=np.int64)
+        for kind in (np.int8, np.int32):
+            if array.size == 0 or (np.iinfo(kind).min <= array.min() and array.max() <= np.iinfo(kind).max):
+                return array.astype(kind)
+        return array
+    array = np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+    with np.errstate(over="ignore"):  # a value beyond float32's range fails the check below: kept as float64
+        single = array.astype(np.float32)
+    return single if np.array_equal(single.astype(np.float64), array, equal_nan=True) else array
+
+
+def pack_scores(directory) -> Optional[Path]:
+    """Write every ``DIR/scores/<variant>.csv`` into one compressed ``DIR/scores.npz`` (atomically), and return its
+    path; None when the run has no scores directory. Key ``<variant>/<column>`` holds one column of one variant's
+    scores, in the file's row order (:func:`_column_array` keeps every value exact). A variant only in an older
+    ``scores.npz`` (its CSV since deleted) is kept."""
+    directory = Path(directory).expanduser()
+    files = sorted((directory / SCORES_DIR).glob("*.csv"))
+    if not files:
+        return None
+    path = directory / SCORES_FILE
+    arrays = {}
+    if path.exists():
+        with np.load(path, allow_pickle=False) as old:
+            arrays = {key: old[key] for key in old.files}
+    for file in files:
+        rows = read_csv(file)
+        arrays = {key: value for key, value in arrays.items() if key.split("/", 1)[0] != file.stem}
+        for column in (rows[0] if rows else {}):
+            arrays[f"{file.stem}/{column}"] = _column_array([row.get(column) for row in rows])
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+    np.savez_compressed(tmp, **dict(sorted(arrays.items())))
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def score_columns(directory, key: tuple) -> dict[str, np.ndarray]:
+    """Per-example scores of one variant as columns (``index``, ``split``, ``correct``, ...): its
+    ``scores/<variant>.csv`` when present, else its part of ``scores.npz``; empty when the run holds neither."""
+    directory = Path(directory).expanduser()
+    name = variant_name(key)
+    path = directory / SCORES_DIR / f"{name}.csv"
+    if path.exists():
+        rows = read_csv(path)
+        return {column: _column_array([row.get(column) for row in rows]) for column in (rows[0] if rows else {})}
+    packed = directory / SCORES_FILE
+    if not packed.exists():
+        return {}
+    with np.load(packed, allow_pickle=False) as data:
+        return {file.split("/", 1)[1]: data[file] for file in data.files if file.split("/", 1)[0] == name}
+
+
 def load_scores(directory, key: tuple) -> list[dict]:
-    """Per-example scores of one variant (empty when not written)."""
-    path = Path(directory).expanduser() / SCORES_DIR / f"{variant_name(key)}.csv"
-    return read_csv(path) if path.exists() else []
+    """Per-example scores of one variant as rows (:func:`score_columns`; empty when not stored)."""
+    columns = score_columns(directory, key)
+    if not columns:
+        return []
+    values = {name: [None if isinstance(v, float) and math.isnan(v) else v for v in array.tolist()]
+              for name, array in columns.items()}
+    return [dict(zip(values, row)) for row in zip(*values.values())]
 
 
 __all__ = [
-    "ResultsStore", "StoreRecorder", "RunMismatchError", "LOOKS_DIR", "TIMING_FILE", "load_results", "load_scores", "variant_key", "variant_record", "variant_name", "sort_key", "GENERATION_FILE",
+    "ResultsStore", "StoreRecorder", "RunMismatchError", "LOOKS_DIR", "TIMING_FILE", "load_results", "load_scores", "score_columns", "pack_scores", "SCORES_FILE", "variant_key", "variant_record", "variant_name", "sort_key", "GENERATION_FILE",
     "command_line", "environment", "split_indices", "resume_skip", "sweep_rows", "example_columns", "intervention_key", "REQUIRED_COLUMNS", "BASE_TAU", "RESULTS_FILE", "RUN_FILE", "SCORES_DIR",
 ]

@@ -12,9 +12,13 @@ intervals of the two test accuracies, the paired difference with its seeded
 bootstrap interval, the exact McNemar p-value and, for two-way choice tasks,
 the AUC intervals (:func:`laser_jax.report.uncertainty`); ``table.md`` marks a
 difference as significant only when it survives Holm's correction across the
-table's rows, and ``table.png`` draws the accuracy intervals as error bars. A
-run without its scores (they are git-ignored) gets "–" there, and ``table.md``
-says which rows lack them.
+table's rows, and ``table.png`` draws the accuracy intervals as error bars.
+From its validation scores, a row gets its selection stability
+(:mod:`laser_jax.stability`: how often resampled validation items pick the
+same variant), and each run directory ``stability.json`` and
+``stability.png``. The scores are read from ``scores/`` or the run's committed
+``scores.npz`` (:func:`laser_jax.results.score_columns`); a run without them
+gets "–" there, and ``table.md`` says which rows lack them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from laser_jax import stats
+from laser_jax import stability, stats
 from laser_jax.errors import DataError
 from laser_jax.report import interval_text, p_text, select_best, split_rows, uncertainty
 from laser_jax.ground import write_text_atomic
@@ -35,8 +39,24 @@ COLUMNS = ("task", "scored_by", "n_val", "n_test", "limit", "base_accuracy", "la
            "laser_auc", "base_generation", "laser_generation", "layer", "tau", "rho", "k", "raced", "cpu_s", "wall_s",
            "split_seed", "base_low", "base_high", "laser_low", "laser_high", "difference", "difference_low",
            "difference_high", "mcnemar_p", "holm_p", "significant", "base_auc_low", "base_auc_high", "laser_auc_low",
-           "laser_auc_high")
-INTERVAL_COLUMNS = COLUMNS[COLUMNS.index("base_low"):]  # None when the run's per-example scores are not on disk
+           "laser_auc_high", "stability_chosen", "stability_matrix", "stability_alternatives", "stability_resamples")
+INTERVAL_COLUMNS = COLUMNS[COLUMNS.index("base_low"):COLUMNS.index("stability_chosen")]  # None without test scores
+STABILITY_COLUMNS = COLUMNS[COLUMNS.index("stability_chosen"):]  # None without validation scores
+
+
+def _variant_text(key: tuple) -> str:
+    tau, layer, rho = key
+    return f"L{layer} {tau} ρ={rho:g}"
+
+
+def stability_columns(found: Optional[stability.Stability]) -> dict:
+    """A row's stability columns from :func:`laser_jax.stability.selection_stability` (all None without it)."""
+    if found is None:
+        return dict.fromkeys(STABILITY_COLUMNS)
+    return {"stability_chosen": found.chosen_share, "stability_matrix": found.matrix_share,
+            "stability_alternatives": "; ".join(f"{_variant_text(key)} {100 * share:.1f}%"
+                                                for key, share in found.alternatives()),
+            "stability_resamples": found.resamples}
 
 
 def row_uncertainty(directory, rows, best, resamples: int = stats.DEFAULT_RESAMPLES) -> dict:
@@ -169,16 +189,28 @@ def _estimate(row: Mapping, name: str, value: str) -> Optional[stats.Estimate]:
     return stats.Estimate(row[value], row[f"{name}_low"], row[f"{name}_high"])
 
 
+def _share(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
 def uncertainty_markdown(rows: Sequence[dict], resamples: int = stats.DEFAULT_RESAMPLES) -> str:
-    """The rows' intervals and significance (:func:`with_holm` rows), with a line naming the rows without scores."""
+    """The rows' intervals, significance and selection stability (:func:`with_holm` rows, with
+    :func:`stability_columns`), with lines naming the rows without scores."""
     missing = [row["task"] for row in rows if row.get("mcnemar_p") is None]
-    lines = [f"Uncertainty on the test part, recomputed from each run's per-example scores (`scores/`): 95% Wilson "
+    unstable = [row["task"] for row in rows if row.get("stability_chosen") is None]
+    draws = {row["stability_resamples"] for row in rows if row.get("stability_resamples")}
+    lines = [f"Uncertainty on the test part, recomputed from each run's per-example scores (`scores.npz`, or `scores/` while it runs): 95% Wilson "
              f"intervals of the accuracies; LASER − base in points with a seeded paired-bootstrap 95% percentile "
              f"interval ({resamples:,} resamples); the exact McNemar p-value on the items only one of the two gets "
              f"right; Holm: that p-value adjusted across the table's rows, and a difference is significant only "
-             f"when the adjusted p is at most 0.05; AUC: its bootstrap interval, for two-way choice tasks.", "",
+             f"when the adjusted p is at most 0.05; AUC: its bootstrap interval, for two-way choice tasks. Stability: "
+             f"the % of seeded bootstrap resamples of the validation items"
+             f"{' (' + ', '.join(f'{d:,}' for d in sorted(draws)) + ')' if draws else ''} on which the selection rule "
+             f"picks the chosen (ℓ, τ, ρ), and (after the slash) its matrix (ℓ, τ) at any ρ; the most frequent other "
+             f"picks follow the table.", "",
              "| task | base acc % [95%] | LASER acc % [95%] | LASER − base, points [95%] | McNemar p | Holm p | "
-             "significant | AUC base [95%] | AUC LASER [95%] |", "|---|---|---|---|---|---|---|---|---|"]
+             "significant | AUC base [95%] | AUC LASER [95%] | stability % chosen / (ℓ, τ) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(
             f"| {row['task']} | {interval_text(_estimate(row, 'base', 'base_accuracy'))} | "
@@ -186,11 +218,19 @@ def uncertainty_markdown(rows: Sequence[dict], resamples: int = stats.DEFAULT_RE
             f"{interval_text(_estimate(row, 'difference', 'difference'))} | {p_text(row.get('mcnemar_p'))} | "
             f"{p_text(row.get('holm_p'))} | {_significance(row)} | "
             f"{interval_text(_estimate(row, 'base_auc', 'base_auc'), 1.0, 3)} | "
-            f"{interval_text(_estimate(row, 'laser_auc', 'laser_auc'), 1.0, 3)} |")
+            f"{interval_text(_estimate(row, 'laser_auc', 'laser_auc'), 1.0, 3)} | "
+            f"{_share(row.get('stability_chosen'))} / {_share(row.get('stability_matrix'))} |")
+    alternatives = [row for row in rows if row.get("stability_alternatives")]
+    if alternatives:
+        lines += ["", "Most frequent other picks on the validation resamples (% of resamples):", ""]
+        lines += [f"- {row['task']}: {row['stability_alternatives']}" for row in alternatives]
     if missing:
-        lines += ["", f"Scores missing for {', '.join(missing)}: these runs' per-example scores are not on disk "
-                      f"(`scores/` is git-ignored), so their intervals and significance are \"–\" and the Holm "
+        lines += ["", f"Scores missing for {', '.join(missing)}: these runs have no per-example test scores "
+                      f"(`scores/` or `scores.npz`), so their intervals and significance are \"–\" and the Holm "
                       f"correction is over the other rows only."]
+    if unstable:
+        lines += ["", f"No stability for {', '.join(unstable)}: these runs' stored scores lack the validation scores "
+                      f"of the variants that competed."]
     return "\n".join(lines) + "\n"
 
 
@@ -271,16 +311,21 @@ def side_by_side(tables: Mapping[str, Path]) -> str:
 
 
 def write_table(directory, tasks: Sequence[str], model: Optional[str] = None, resamples: int = stats.DEFAULT_RESAMPLES,
-                require_scores: bool = False) -> list[Path]:
-    """Write ``table.md``, ``table.csv`` and ``table.png`` for the runs ``directory/<task>``; return their paths.
+                require_scores: bool = False, stability_resamples: int = stability.DEFAULT_RESAMPLES) -> list[Path]:
+    """Write ``table.md``, ``table.csv`` and ``table.png`` for the runs ``directory/<task>``, and each run's
+    ``stability.json`` and ``stability.png`` where its validation scores are stored; return the table's paths.
 
-    ``resamples``: the bootstrap's; ``require_scores``: a run without its per-example scores is a one-line error.
+    ``resamples``: the bootstrap's; ``require_scores``: a run without its per-example test scores is a one-line
+    error; ``stability_resamples``: the validation resamples of :func:`laser_jax.stability.selection_stability`.
     """
     import matplotlib.pyplot as plt
 
     directory = Path(directory)
     stats.check_resamples(resamples)
-    rows = with_holm([table_row(directory / task, resamples, require_scores) for task in tasks])
+    stats.check_resamples(stability_resamples)
+    rows = with_holm([{**table_row(directory / task, resamples, require_scores),
+                       **stability_columns(stability.write_stability(directory / task, stability_resamples))}
+                      for task in tasks])
     if model is None:
         model = json.loads((directory / tasks[0] / RUN_FILE).read_text())["args"]["model"]
     paths = [directory / name for name in ("table.md", "table.csv", "table.png")]
@@ -292,4 +337,4 @@ def write_table(directory, tasks: Sequence[str], model: Optional[str] = None, re
     return paths
 
 
-__all__ = ["COLUMNS", "INTERVAL_COLUMNS", "row_uncertainty", "with_holm", "uncertainty_markdown", "table_row", "scored_by", "finished_rows", "table_tasks", "table_tasks_order", "markdown", "figure", "side_by_side", "write_table"]
+__all__ = ["COLUMNS", "INTERVAL_COLUMNS", "STABILITY_COLUMNS", "stability_columns", "row_uncertainty", "with_holm", "uncertainty_markdown", "table_row", "scored_by", "finished_rows", "table_tasks", "table_tasks_order", "markdown", "figure", "side_by_side", "write_table"]

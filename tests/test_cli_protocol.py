@@ -317,17 +317,27 @@ def test_table_row_intervals_are_recomputed_from_the_stored_scores_alone(setup, 
     markdown = (out / "table.md").read_text()
     assert "| fever | " in markdown.split("Uncertainty on the test part")[1] and "Scores missing" not in markdown
 
-    shutil.rmtree(out / "fever" / "scores")  # as in a committed run: scores/ is git-ignored
+    stability = json.loads((out / "fever" / "stability.json").read_text())
+    assert (stability["chosen"]["tau"], stability["chosen"]["layer"], stability["chosen"]["rho"]) == (row["tau"], row["layer"], row["rho"])
+    assert row["stability_chosen"] == stability["chosen_share"] and stability["resamples"] == row["stability_resamples"] == 1000
+    assert sum(pick["count"] for pick in stability["picks"]) == 1000 and (out / "fever" / "stability.png").exists()
+
+    shutil.rmtree(out / "fever" / "scores")  # as in a committed run: scores/ is git-ignored, scores.npz is not
+    write_table(out, ["fever"], resamples=500)
+    assert read_csv(out / "table.csv")[0] == row  # every number again, from scores.npz alone
+    (out / "fever" / "scores.npz").unlink()
     write_table(out, ["fever"])
     row = read_csv(out / "table.csv")[0]
     assert row["mcnemar_p"] is None and row["base_low"] is None and row["laser_accuracy"] is not None
-    assert "Scores missing for fever" in (out / "table.md").read_text()
+    assert row["stability_chosen"] is None
+    assert "Scores missing for fever" in (out / "table.md").read_text() and "No stability for fever" in (out / "table.md").read_text()
     capsys.readouterr()
     assert main(argv + ["--require-scores"]) != 0  # the runs resume to nothing (their progress lines), then the error
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("laser-jax: error: ") and "scores missing for the row of fever" in err[-1]
     assert not any("Traceback" in line for line in err)
     _assert_one_line_error(capsys, main(argv[:-1] + ["99"]), "a bootstrap needs at least 100 resamples, got 99")
+    _assert_one_line_error(capsys, main(argv + ["--stability", "50"]), "a bootstrap needs at least 100 resamples, got 50")
     _assert_one_line_error(capsys, main(argv + ["--split-seed", "3"]), "holds a different run (split_seed=None, now 3)")
 
 

@@ -173,3 +173,35 @@ def test_table_row_and_report_recompute_a_row_from_stored_scores(tmp_path):
     assert row["base_auc_low"] is None  # no candidates: not a choice task
     write_report(tmp_path / "run")
     assert f"| {b} / {c} |" in (tmp_path / "run" / "report.md").read_text()  # report.md: the same discordant counts
+
+
+def test_closing_a_run_packs_its_scores_exactly_into_one_compressed_file(tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from laser_jax.results import SCORES_FILE, score_columns
+
+    store = ResultsStore(tmp_path / "run", ARGS)
+    exact32 = float(np.float32(0.1))  # what the engine's float32 scores become in the CSV
+    store.record(variant_rows("none", None, None, 0.5, 1.0),
+                 scores={"index": [0, 1, 2], "split": ["val", "test", "test"], "correct": [1, 0, 1],
+                         "answer_nll": [exact32, 2.5, None], "wide": [0.1, 1e300, 3.0], "count": [7, 70_000, -1]})
+    store.record(variant_rows("fc_in", 0, 0.5, 0.5, 1.0), scores={"index": [0], "correct": [1]})
+    before = {key: load_scores(tmp_path / "run", key) for key in (("none", None, None), ("fc_in", 0, 0.5))}
+    assert not (tmp_path / "run" / SCORES_FILE).exists()  # packed when the run closes
+    store.close()
+    shutil.rmtree(tmp_path / "run" / "scores")
+    after = {key: load_scores(tmp_path / "run", key) for key in before}
+    assert after == before and after[("none", None, None)][2]["answer_nll"] is None
+    columns = score_columns(tmp_path / "run", ("none", None, None))
+    assert columns["answer_nll"].dtype == np.float32 and columns["wide"].dtype == np.float64  # float32 only when exact
+    assert columns["correct"].dtype == np.int8 and columns["count"].dtype == np.int32 and columns["split"].tolist() == ["val", "test", "test"]
+    assert score_columns(tmp_path / "run", ("fc_up", 3, 0.1)) == {}
+    # a resumed run that adds a variant keeps the packed ones whose CSV is gone
+    again = ResultsStore(tmp_path / "run", ARGS)
+    again.record(variant_rows("fc_in", 1, 0.5, 0.5, 1.0), scores={"index": [0], "correct": [0]})
+    again.close()
+    shutil.rmtree(tmp_path / "run" / "scores")
+    assert load_scores(tmp_path / "run", ("fc_in", 1, 0.5)) == [{"index": 0, "correct": 0}]
+    assert {key: load_scores(tmp_path / "run", key) for key in before} == before

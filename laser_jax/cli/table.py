@@ -35,8 +35,11 @@ def register(commands) -> None:
     add_split_seed_argument(table)
     table.add_argument("--bootstrap", type=int, default=10_000, metavar="N",
                        help="resamples of the paired bootstrap behind each row's intervals (default 10000, at least 100)")
+    table.add_argument("--stability", type=int, default=1000, metavar="N",
+                       help="validation resamples behind each row's selection stability (default 1000, at least 100)")
     table.add_argument("--require-scores", action="store_true",
-                       help="a row whose run has no per-example scores (scores/) is an error instead of '–' intervals")
+                       help="a row whose run has no per-example test scores (scores/ or scores.npz) is an error "
+                            "instead of '–' intervals")
     add_protocol_arguments(table, selection_only=True)
     add_device_arguments(table)
     table.set_defaults(func=cmd_table)
@@ -64,6 +67,7 @@ def cmd_table(args) -> int:
     from laser_jax.stats import check_resamples
 
     check_resamples(args.bootstrap)
+    check_resamples(args.stability)
     root = data_root(args.data_root)
     sources = {task.name: table_data(task, root) for task in tasks}
     devices = setup_devices(args)
@@ -90,7 +94,7 @@ def cmd_table(args) -> int:
         jax.clear_caches()
     if devices.is_writer:
         for path in write_table(out, table_tasks(out, [task.name for task in tasks]), resamples=args.bootstrap,
-                                require_scores=args.require_scores):
+                                require_scores=args.require_scores, stability_resamples=args.stability):
             print(path)
     return 0
 
