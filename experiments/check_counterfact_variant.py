@@ -8,13 +8,12 @@ a `laser-jax sweep` run directory.
 ``--model`` (default smollm2) is a packaged model's name or a .gguf file, read by transformers' GGUF loader; the
 model must have the Llama-style MLP (gate_proj, up_proj, down_proj) under ``model.layers``. The data file is
 counterfact/counterfact-val.json under ``--data-root``, else ``$LASER_JAX_DATA``, else ``../shared/data``, unless
-``--data`` names it. It needs the run directory's ``scores/`` (git-ignored: the committed runs hold none).
+``--data`` names it. It needs the run directory's stored scores (``scores/`` or ``scores.npz``).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from laser_jax.loading import packaged_path
+from laser_jax.results import score_columns
 from laser_jax.tasks import get_task
 from script_args import add_data_root, add_model, task_data
 
@@ -49,10 +49,12 @@ def score(ref, examples, batch_size: int = 64):
     return np.array(top1), np.array(nll)
 
 
-def sweep_scores(run: Path, name: str, n: int):
-    with open(run / "scores" / f"{name}.csv") as file:
-        rows = list(csv.DictReader(file))[:n]
-    return np.array([int(r["top1"]) for r in rows], bool), np.array([float(r["answer_nll"]) for r in rows])
+def sweep_scores(run: Path, key: tuple, n: int):
+    columns = score_columns(run, key)
+    if not columns:
+        raise SystemExit(f"{run}: no stored scores of {key}")
+    first = np.argsort(columns["index"], kind="stable")[:n]
+    return columns["top1"][first].astype(bool), columns["answer_nll"][first].astype(np.float64)
 
 
 def main() -> None:
@@ -76,14 +78,14 @@ def main() -> None:
     examples = task.examples(task.load(args.data or task_data("counterfact", args.data_root))[:n], tok)
 
     t0, n0 = score(ref, examples)
-    s0, sn0 = sweep_scores(args.run, "base", n)
+    s0, sn0 = sweep_scores(args.run, ("none", None, None), n)
     mlp = ref.model.layers[layer].mlp
     weight = getattr(mlp, HF_NAMES[tau]).weight
     k = int(rho * min(weight.shape))
     u, s, vh = torch.linalg.svd(weight.data.double(), full_matrices=False)
     weight.data = ((u[:, :k] * s[:k]) @ vh[:k]).float()
     t1, n1 = score(ref, examples)
-    s1, sn1 = sweep_scores(args.run, f"{tau}-L{layer}-rho{rho!r}", n)
+    s1, sn1 = sweep_scores(args.run, (tau, layer, rho), n)
     print(f"{tau} layer {layer} rho {rho}: first {n} items, k={k}")
     print(f"base   : torch top1 {t0.sum()} nll {n0.mean():.5f} | sweep top1 {s0.sum()} nll {sn0.mean():.5f} | "
           f"disagree {(t0 != s0).sum()} max|dnll| {np.abs(n0 - sn0).max():.2e}")

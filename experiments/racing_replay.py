@@ -5,7 +5,7 @@ have stopped and how many variant-items it would have scored; this script report
 and whether the winner and the best of each tau (selected on the whole validation part) survive.
 
 Run: ``python experiments/racing_replay.py RUN_DIR [--out FILE.md]`` on a selection or exhaustive run directory
-whose ``scores/`` hold every variant's validation rows (e.g. ``experiments/results/table_smollm2/counterfact``).
+whose stored scores (``scores/`` or ``scores.npz``) hold every variant's validation rows (a run of ``bash experiments/run_table.sh counterfact``).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@
 #   bash experiments/rescore_table.sh TABLE_DIR TASKS [--test-only]
 #
 # For each task, experiments/rescore/<table name>/<task>/ gets the run's run.json and screen.csv (so the screen is not
-# recomputed), and with --test-only also its validation rows (only the test phase runs again: base and the tested
-# variants). `laser-jax table` then runs with the flags recorded in run.json, --out pointed at the scratch copy.
+# recomputed), and with --test-only also its validation rows and generation.json (only the test phase runs again:
+# base and the tested variants, teacher-forced). `laser-jax table` then runs with the flags recorded in run.json, --out pointed at the scratch copy.
 # experiments/rescore_check.py compares the recomputed rows with the committed ones and packs the scores into the
 # committed run's scores.npz. Resumable: run it again to continue.
 set -u
@@ -23,6 +23,8 @@ for task in ${TASKS//,/ }; do
     cp "$TABLE/$task/run.json" "$SCRATCH/$task/"
     [ -e "$TABLE/$task/screen.csv" ] && cp "$TABLE/$task/screen.csv" "$SCRATCH/$task/"
     if [ "$MODE" = --test-only ]; then
+      # a generation task's greedy-decoding check is kept: it writes no per-example scores
+      [ -e "$TABLE/$task/generation.json" ] && cp "$TABLE/$task/generation.json" "$SCRATCH/$task/"
       python - "$TABLE/$task/results.csv" "$SCRATCH/$task/results.csv" <<'PY'
 import sys
 lines = open(sys.argv[1]).read().splitlines(keepends=True)
