@@ -30,12 +30,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from laser_jax.examples import Example
-from laser_jax.laser import FactorCache, factors_for
+from laser_jax.laser import FactorCache, expand_grid, factors_for
 from laser_jax.model import Model
 from laser_jax.models import get_family
 from laser_jax.models.convert import set_path, transpose
 from laser_jax.models.gptj import PRESETS
-from laser_jax.sweep import default_mesh, sweep
+from laser_jax.devices import default_mesh
+from laser_jax.sweep import SweepOptions, sweep
 
 RHOS = (0.9, 0.8, 0.6, 0.4, 0.2, 0.1, 0.05, 0.01, 0.005)
 TAUS = ("fc_in", "fc_out")
@@ -119,18 +120,18 @@ def main() -> None:
                         (int(rng.integers(0, cfg.vocab_size)),)) for _ in range(n_prompts)]
     layers = list(range(cfg.n_layers))
     cache = FactorCache(max_bytes=1 << 40)  # every (layer, tau)'s factors stay (18 GB at GPT-J's shape)
-    settings = dict(taus=TAUS, rhos=RHOS, top_k=1, batch_size=min(n_prompts, 512), mesh=default_mesh(model),
-                    cache=cache, prefix_budget_bytes=8 << 30)
+    options = SweepOptions(top_k=1, batch_size=min(n_prompts, 512), mesh=default_mesh(model), cache=cache,
+                           prefix_budget_bytes=8 << 30)
 
     with jax.default_matmul_precision(args.precision):
         start = time.perf_counter()
-        sweep(model, examples, layers=[layers[0], layers[-1]], **settings)  # compiles every function
+        sweep(model, examples, expand_grid([layers[0], layers[-1]], TAUS, RHOS), options=options)  # compiles every function
         warm_s = time.perf_counter() - start
         start = time.perf_counter()
         jax.block_until_ready([factors_for(model, layer, tau, cache=cache) for layer in layers[1:-1] for tau in TAUS])
         svd_s = (time.perf_counter() - start) * len(layers) / max(1, len(layers) - 2)  # estimated for every layer
         start = time.perf_counter()
-        result = sweep(model, examples, layers=layers, **settings)  # the SVDs are cached
+        result = sweep(model, examples, expand_grid(layers, TAUS, RHOS), options=options)  # the SVDs are cached
         sweep_s = time.perf_counter() - start
 
     n_variants = len(result) - 1

@@ -35,33 +35,38 @@ from laser_jax import load_model
 from laser_jax.laser import FACTOR_CACHE, expand_grid
 from laser_jax.protocol import MemoryRecorder, Racing, replay_race, run_selection
 from laser_jax.selection import PAPER_RHOS, select_best, validation_split
-from laser_jax.sweep import BASE_KEY, sweep
+from laser_jax.ground import COMPILE_EVENT
+from laser_jax.sweep import BASE_KEY, SweepOptions, sweep
 from laser_jax.tasks import get_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 from script_args import add_data_root, task_data  # noqa: E402  (experiments/script_args.py: the data root)
 
 
-COMPILE_SECONDS = [0.0]
+COMPILES: list[float] = []  # the seconds of each program compiled since the last cold start
 
 
 def count_compiles(event: str, seconds: float, **_) -> None:
-    if event == "/jax/core/compile/backend_compile_duration":
-        COMPILE_SECONDS[0] += seconds
+    if event == COMPILE_EVENT:
+        COMPILES.append(seconds)
 
 
 def cold() -> None:
     jax.clear_caches()
     FACTOR_CACHE.clear()
-    COMPILE_SECONDS[0] = 0.0
+    COMPILES.clear()
 
 
 def timed(run):
-    """``run()``, its wall seconds from cold caches, and the part of them XLA spent compiling."""
+    """``run()``, its wall seconds from cold caches, and what XLA compiled meanwhile (one line)."""
     cold()
     start = time.perf_counter()
     out = run()
-    return out, time.perf_counter() - start, COMPILE_SECONDS[0]
+    wall = time.perf_counter() - start
+    long = sum(seconds > 0.5 for seconds in COMPILES)
+    compiled = (f"{sum(COMPILES):.1f} s compiling, {100 * sum(COMPILES) / wall:.0f}% of wall; {len(COMPILES)} programs, "
+                f"{long} over 0.5 s")
+    return out, wall, compiled
 
 
 def describe(step, test) -> str:
@@ -90,9 +95,10 @@ def main() -> None:
     print(f"{len(examples)} items, {len(grid)} variants (layers {args.layers} x {args.taus} x {len(PAPER_RHOS)} rho)")
 
     jax.monitoring.register_event_duration_secs_listener(count_compiles)
-    swept, exhaustive_s, compile_s = timed(lambda: sweep(model, examples, variants=grid, batch_size=args.batch_size))
+    options = SweepOptions(batch_size=args.batch_size)
+    swept, exhaustive_s, compiled = timed(lambda: sweep(model, examples, grid, options=options))
     exhaustive = select_best(swept)
-    print(f"exhaustive: {exhaustive_s:.1f} s ({compile_s:.1f} s compiling); best {describe(exhaustive.best.intervention, exhaustive.best_test)}")
+    print(f"exhaustive: {exhaustive_s:.1f} s ({compiled}); best {describe(exhaustive.best.intervention, exhaustive.best_test)}")
     validation, _ = validation_split(len(examples))
     validation_scores = {row.key: row.scores.subset(validation) for row in swept.rows}
     replays = [replay_race(validation_scores, grid, Racing(seed=seed)) for seed in range(10)]
@@ -103,14 +109,14 @@ def main() -> None:
     results = {}
     for name, racing in (("selection", None), ("selection + racing", Racing())):
         recorder = MemoryRecorder()
-        run, seconds, compile_s = timed(lambda: run_selection(model, examples, grid, recorder, racing=racing, batch_size=args.batch_size))
+        run, seconds, compiled = timed(lambda: run_selection(model, examples, grid, recorder, racing=racing, options=options))
         best = run.tested[0]
         test = recorder.rows["test"][best.key][0].metrics
         variant_items = sum(len(index) for key, (_, index, _) in recorder.rows["val"].items() if key != BASE_KEY)
         variant_items += sum(len(index) for key, (_, index, _) in recorder.rows["test"].items() if key != BASE_KEY)
         same = best == exhaustive.best.intervention and test["accuracy"] == exhaustive.best_test["accuracy"]
         print(f"{name}: {seconds:.1f} s ({run.seconds['val']['wall_s']:.1f} s validation, {run.seconds['test']['wall_s']:.1f} s test, "
-              f"{compile_s:.1f} s compiling); "
+              f"{compiled}); "
               f"{variant_items} variant-items against {len(grid) * len(examples)}; stopped {len(run.stopped)}; "
               f"best {describe(best, test)}; same winner and test numbers as exhaustive: {'yes' if same else 'NO'}")
         results[name] = seconds

@@ -45,8 +45,8 @@ import transformers
 
 from laser_jax import load_model
 from laser_jax.examples import Example
-from laser_jax.laser import FACTOR_CACHE, factors_for, rank_for
-from laser_jax.sweep import sweep
+from laser_jax.laser import FACTOR_CACHE, expand_grid, factors_for, rank_for
+from laser_jax.sweep import SweepOptions, sweep
 
 LAYERS = (8, 9, 10, 11)
 RHOS = (0.9, 0.5, 0.25, 0.1, 0.05, 0.01)
@@ -178,13 +178,14 @@ def main() -> None:
 
     load_before = os.getloadavg()[0]
     rate = matmul_rate()
-    grid = dict(layers=LAYERS, taus=("fc_in",), rhos=RHOS, top_k=1, rank_buckets=args.rank_buckets, svd_dtype=args.svd_dtype)
+    grid = expand_grid(LAYERS, ("fc_in",), RHOS)
+    options = SweepOptions(top_k=1, rank_buckets=args.rank_buckets, svd_dtype=args.svd_dtype)
     start = time.perf_counter()
-    sweep(model, examples, **grid)
+    sweep(model, examples, grid, options=options)
     first = time.perf_counter() - start
     FACTOR_CACHE.clear()
     start = time.perf_counter()
-    ours = sweep(model, examples, **grid)  # compiled; the SVDs are recomputed
+    ours = sweep(model, examples, grid, options=options)  # compiled; the SVDs are recomputed
     ours_s = time.perf_counter() - start
     svd_s = svd_seconds(model, args.svd_dtype)
 

@@ -17,10 +17,10 @@ OUT=${OUT:-experiments/results/table_$MODEL}
 LIMIT=${LIMIT:-2000}
 DATA_ROOT=${LASER_JAX_DATA:-../shared/data}
 mkdir -p "$OUT"
-# A screened run compiles a few XLA programs per (layer, tau) group (its groups hold different rho sets), and each
-# compiled CPU program keeps hundreds of memory maps: past Linux's default vm.max_map_count (65,530), LLVM fails with
-# "Cannot allocate memory" and the process aborts (SmolLM2 HotpotQA at 56k maps, 2026-11-30). Resuming is safe: the
-# same command continues where the aborted one stopped. Bounding the maps in the engine is an open issue.
+# Each task's run plans its batch shapes once (laser_jax.sweep.SweepPlan), so it compiles a fixed handful of XLA
+# programs whatever its grid, and `laser-jax table` drops them between tasks: the process's memory maps stay bounded
+# (before the plan, a screened run compiled programs per (layer, tau) group and look, and SmolLM2's HotpotQA aborted
+# at 56k maps, past Linux's default vm.max_map_count). Resuming is safe: the same command continues where it stopped.
 TASKS=${1:-counterfact,known1000,fever,bigbench_wikidata,hotpotqa,bigbench_epistemic,truthfulqa}
 echo "=== start $(date -u +%FT%TZ) model=$MODEL tasks=$TASKS"
 laser-jax table --model "$MODEL" --tasks "$TASKS" --data-root "$DATA_ROOT" --limit "$LIMIT" --out "$OUT" --quiet "${@:2}"

@@ -1,4 +1,4 @@
-"""Devices and hosts for the command line: joining a multi-process run, the mesh, matmul precision, one writer.
+"""Devices and hosts: joining a multi-process run, the mesh, placing arrays on it, memory sizing, one writer.
 
 :func:`add_device_arguments` adds ``--coordinator HOST:PORT --num-processes N
 --process-id I --coordinator-timeout S --mesh AXES --precision P`` to a
@@ -12,8 +12,14 @@ these the run is one process. On CPU, cross-process collectives use gloo.
 
 Every process builds the same plan and computes every row (the sweep gathers
 each row to every process); only process 0 writes the run directory
-(:meth:`DeviceSetup.open_store`), and it tells the others which rows are done,
+(:class:`laser_jax.results.FollowerStore` on the others), and it tells them which rows are done,
 so a killed multi-process run resumes as a single-process one does.
+
+The sweep engine's side of devices lives here too: the mesh axes
+(:data:`MESH_AXES`), the default mesh (:func:`default_mesh`), how block
+parameters and SVD factors are split (:func:`block_param_spec`,
+:class:`Placement`), and how much memory one call may take
+(:func:`device_memory`, :func:`activation_budget`).
 """
 
 from __future__ import annotations
@@ -25,21 +31,25 @@ import math
 import os
 import socket
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Mapping, Optional
 
 import numpy as np
 
-from laser_jax.errors import DeviceError, LaserJaxError
+from laser_jax.errors import DeviceError
 
 if TYPE_CHECKING:
     from jax.sharding import Mesh
 
-# JAX (and the sweep engine, home of the mesh axes) are imported where needed: building the CLI's parser stays fast.
+# JAX is imported where needed: building the CLI's parser stays fast.
 
 PRECISIONS = ("default", "high", "highest")
 COORDINATOR_ENV, NUM_PROCESSES_ENV, PROCESS_ID_ENV = "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"
 DEFAULT_COORDINATOR_TIMEOUT = 300  # seconds, as jax.distributed.initialize
+VARIANT_AXIS = "variants"
+EXAMPLE_AXIS = "examples"
+MODEL_AXIS = "model"
+MESH_AXES = (VARIANT_AXIS, EXAMPLE_AXIS, MODEL_AXIS)
+DEFAULT_ACTIVATION_BUDGET = 1 << 30  # bytes, when the backend reports no free memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +72,6 @@ class DeviceSetup:
 
         return jax.default_matmul_precision(self.precision)
 
-    def open_store(self, make_store: Callable):
-        """``make_store()`` (a :class:`~laser_jax.results.ResultsStore`) on process 0; on the others, a
-        :class:`FollowerStore` that shares process 0's done rows and errors and writes nothing."""
-        if self.num_processes == 1:
-            return make_store()
-        return FollowerStore(make_store if self.is_writer else None)
 
 
 def setup_devices(*, coordinator: Optional[str] = None, num_processes: Optional[int] = None,
@@ -205,74 +209,11 @@ def broadcast_json(value, is_source: bool):
     return json.loads(np.asarray(multihost_utils.broadcast_one_to_all(buffer, is_source=is_source)).tobytes())
 
 
-class FollowerStore:
-    """The run directory of a multi-process run, as every process sees it: process 0 holds the real store
-    (``make_store()``) and writes; the others get its rows and directory, and raise the errors it raises.
-
-    The same calls in the same order on every process (open, :meth:`start`) keep them in step.
-    """
-
-    def __init__(self, make_store: Optional[Callable]):
-        self.store, message = None, {}
-        if make_store is not None:
-            try:
-                self.store = make_store()
-                message = {"rows": self.store.rows, "directory": str(self.store.directory)}
-            except LaserJaxError as error:
-                message = {"error": str(error)}
-                broadcast_json(message, True)
-                raise
-        message = broadcast_json(message, self.store is not None)
-        if "error" in message:
-            raise DeviceError(f"process 0: {message['error']}")
-        self.directory = Path(message["directory"])
-        self._rows = [dict(row) for row in message["rows"]]
-
-    def done(self) -> set[tuple]:
-        from laser_jax.results import variant_key
-
-        return {variant_key(row) for row in self._rows}
-
-    def start(self) -> None:
-        error = None
-        if self.store is not None:
-            try:
-                self.store.start()
-            except LaserJaxError as failure:
-                error = failure
-        message = broadcast_json(None if error is None else str(error), self.store is not None)
-        if error is not None:
-            raise error
-        if message is not None:
-            raise DeviceError(f"process 0: {message}")
-
-    def record(self, rows, scores=None) -> None:
-        from laser_jax.results import variant_key
-
-        rows = [dict(row) for row in rows]
-        if self.store is not None:
-            self.store.record(rows, scores=scores)
-        replaced = {(variant_key(row), row["split"]) for row in rows}  # as ResultsStore.record: per variant and split
-        self._rows = [row for row in self._rows if (variant_key(row), row["split"]) not in replaced] + rows
-
-    @property
-    def rows(self) -> list[dict]:
-        from laser_jax.results import sort_key
-
-        return sorted(self._rows, key=sort_key)
-
-    def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
-
-
 # ----------------------------------------------------------------------------- the mesh
 
 
 def parse_mesh(text: str) -> dict[str, int]:
-    """``"variants=2,model=4"`` to ``{"variants": 2, "model": 4}`` (axes of :data:`~laser_jax.sweep.MESH_AXES`)."""
-    from laser_jax.sweep import MESH_AXES
-
+    """``"variants=2,model=4"`` to ``{"variants": 2, "model": 4}`` (axes of :data:`MESH_AXES`)."""
     shape: dict[str, int] = {}
     for part in text.split(","):
         name, equals, size = (piece.strip() for piece in part.partition("="))
@@ -296,7 +237,6 @@ def build_mesh(shape: Mapping[str, int], devices=None) -> Mesh:
     import jax
     from jax.sharding import Mesh
 
-    from laser_jax.sweep import EXAMPLE_AXIS, MESH_AXES
     devices = list(jax.devices() if devices is None else devices)
     given = math.prod(shape.values())
     sizes = dict(shape)
@@ -322,5 +262,170 @@ def bytes_per_device(tree) -> dict:
     return held
 
 
+# ----------------------------------------------------------------------------- placement on the mesh (the sweep's)
+
+
+class Placement:
+    """Puts host arrays on the mesh (or leaves them alone without one) and fetches results."""
+
+    def __init__(self, mesh: Optional[Mesh]):
+        self.mesh = mesh
+        names = mesh.axis_names if mesh is not None else ()
+        unknown = [name for name in names if name not in MESH_AXES]
+        if unknown:
+            raise DeviceError(f"unknown mesh axis {unknown[0]!r}; the sweep's axes are {', '.join(MESH_AXES)}")
+        self.example_axis = EXAMPLE_AXIS if EXAMPLE_AXIS in names else None
+        self.variant_axis = VARIANT_AXIS if VARIANT_AXIS in names else None
+        self.example_shards = mesh.shape[EXAMPLE_AXIS] if self.example_axis else 1
+        self.variant_shards = mesh.shape[VARIANT_AXIS] if self.variant_axis else 1
+        self.model_shards = mesh.shape[MODEL_AXIS] if MODEL_AXIS in names else 1
+
+    def put(self, tree, axis: Optional[str] = None):
+        """Shard the leading axis of every leaf over mesh axis ``axis`` (None: replicate)."""
+        import jax
+        from jax.sharding import PartitionSpec
+
+        spec = PartitionSpec(axis) if axis else PartitionSpec()
+        return jax.tree.map(lambda leaf: self.put_leaf(leaf, spec), tree)
+
+    def put_leaf(self, leaf, spec):
+        import jax
+        import jax.numpy as jnp
+        from jax.sharding import NamedSharding
+
+        if self.mesh is None:
+            return jnp.asarray(leaf)
+        sharding = NamedSharding(self.mesh, spec)
+        if jax.process_count() == 1:
+            return jax.device_put(leaf, sharding)
+        host = np.asarray(leaf)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    def block_spec(self, name: str, shape):
+        return block_param_spec(name, tuple(shape), self.model_shards)
+
+    def put_params(self, params: dict) -> dict:
+        """The parameters on the mesh: block leaves split over ``model`` (:func:`block_param_spec`), the rest replicated."""
+        blocks = {name: self.put_leaf(leaf, self.block_spec(name, leaf.shape)) for name, leaf in params["blocks"].items()}
+        return {**self.put({k: v for k, v in params.items() if k != "blocks"}), "blocks": blocks}
+
+    def put_factors(self, tau: str, matrix_shape, factors, per_variant: bool = False):
+        """SVD factors (a :class:`~laser_jax.models.base.LowRank`) of block matrix ``tau`` split as the matrix is
+        (and over ``variants`` when ``per_variant``)."""
+        specs = factor_specs(self.block_spec(tau, matrix_shape), per_variant)
+        return type(factors)(**{name: self.put_leaf(getattr(factors, name), getattr(specs, name)) for name in ("u", "s", "vt")})
+
+    def activation_budget(self) -> int:
+        """Bytes for one call's activations: half the smallest free device memory times the devices that split
+        them, or :data:`DEFAULT_ACTIVATION_BUDGET` when the backend reports none."""
+        import jax
+
+        devices = jax.local_devices() if self.mesh is None else list(self.mesh.devices.flat)
+        return activation_budget(device_memory(devices, "free"), self.example_shards * self.variant_shards)
+
+    @staticmethod
+    def fetch(tree):
+        import jax
+
+        def get(leaf):
+            if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable:
+                return np.asarray(leaf)
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+
+        return jax.tree.map(get, tree)
+
+
+def default_mesh(model=None) -> Optional[Mesh]:
+    """All devices on the ``examples`` axis when there are several (else None), with a ``model`` axis added
+    when ``model``'s parameters would take more than half of a device's memory (when the backend reports it).
+
+    The ``model`` axis is the smallest power of two (dividing the devices of
+    one host) that brings a device's share under half its memory, so that
+    tensor parallelism stays within a host.
+    """
+    import jax
+    from jax.sharding import Mesh
+
+    devices = jax.devices()
+    if len(devices) == 1:
+        return None
+    limit = device_memory(jax.local_devices(), "limit")
+    shards = 1
+    if model is not None and limit is not None:
+        param_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(model.params))
+        shards = model_shards_for(param_bytes, limit, jax.local_device_count())
+    if shards == 1:
+        return Mesh(np.array(devices), (EXAMPLE_AXIS,))
+    return Mesh(np.array(devices).reshape(-1, shards), (EXAMPLE_AXIS, MODEL_AXIS))
+
+
+def model_shards_for(param_bytes: int, device_bytes: int, local_devices: int) -> int:
+    """The smallest power of two dividing ``local_devices`` that puts at most half of ``device_bytes`` of
+    parameters on each device (or the largest such power when none does)."""
+    shards = 1
+    while param_bytes / shards > device_bytes / 2 and local_devices % (2 * shards) == 0:
+        shards *= 2
+    return shards
+
+
+def block_param_spec(name: str, shape: tuple, shards: int):
+    """How block leaf ``name`` [n_layers, ...] is split over ``shards`` devices of the ``model`` axis.
+
+    Tensor-parallel: q/k/v, ``fc_in`` and ``fc_up`` by their output (heads,
+    MLP hidden units), ``out_proj`` and ``fc_out`` by their input, so each
+    device holds whole heads and a slice of the hidden units; another leaf by
+    its last axis (biases of the hidden units). An axis that ``shards`` does
+    not divide is not split (the other matrix axis is tried first).
+    """
+    from jax.sharding import PartitionSpec
+
+    from laser_jax.models.base import TAUS
+
+    if shards == 1 or len(shape) < 2:
+        return PartitionSpec()
+    if name in TAUS:
+        axes = (1, 2) if name in ("out_proj", "fc_out") else (2, 1)
+    else:
+        axes = (len(shape) - 1,)
+    for axis in axes:
+        if shape[axis] % shards == 0 and shape[axis] >= shards:
+            return PartitionSpec(*([None] * axis), MODEL_AXIS)
+    return PartitionSpec()
+
+
+def factor_specs(matrix_spec, per_variant: bool):
+    """The specs of a matrix's SVD factors (u [in, r], s [r], vt [r, out]) from the matrix's own
+    [n_layers, in, out] spec, with a leading variant axis when ``per_variant``."""
+    from jax.sharding import PartitionSpec
+
+    from laser_jax.models.base import LowRank
+
+    parts = tuple(matrix_spec) + (None,) * (3 - len(tuple(matrix_spec)))
+    lead = (VARIANT_AXIS,) if per_variant else ()
+    return LowRank(u=PartitionSpec(*lead, parts[1], None), s=PartitionSpec(*lead, None),
+                   vt=PartitionSpec(*lead, None, parts[2]))
+
+
+def activation_budget(free_bytes: Optional[int], splits: int) -> int:
+    """Bytes for one call's activations: half a device's ``free_bytes`` times the ``splits`` devices that share
+    them (variants × examples shards); :data:`DEFAULT_ACTIVATION_BUDGET` when the free memory is unknown."""
+    return DEFAULT_ACTIVATION_BUDGET if free_bytes is None else max(1, free_bytes // 2) * splits
+
+
+def device_memory(devices, field: str) -> Optional[int]:
+    """The smallest ``"limit"`` or ``"free"`` (limit minus in use) memory of this process's ``devices`` in bytes,
+    from ``device.memory_stats()``; None when the backend reports none (CPU)."""
+    import jax
+
+    stats = [device.memory_stats() for device in devices if device.process_index == jax.process_index()]
+    if not stats or any(s is None or "bytes_limit" not in s for s in stats):
+        return None
+    return min(s["bytes_limit"] - (s.get("bytes_in_use", 0) if field == "free" else 0) for s in stats)
+
+
 __all__ = ["PRECISIONS", "DEFAULT_COORDINATOR_TIMEOUT", "DeviceSetup", "setup_devices", "initialize_distributed",
-           "cluster_detected", "detected_cluster", "CLUSTER_ENVIRONMENTS", "broadcast_json", "FollowerStore", "parse_mesh", "build_mesh", "bytes_per_device"]
+           "cluster_detected", "detected_cluster", "CLUSTER_ENVIRONMENTS", "broadcast_json", "parse_mesh", "build_mesh", "bytes_per_device",
+           "VARIANT_AXIS", "EXAMPLE_AXIS", "MODEL_AXIS", "MESH_AXES", "DEFAULT_ACTIVATION_BUDGET", "Placement",
+           "default_mesh", "model_shards_for", "block_param_spec", "factor_specs", "activation_budget", "device_memory"]

@@ -43,7 +43,7 @@ from laser_jax.laser import Intervention, check_intervention, expand_grid, rank_
 from laser_jax.ground import write_text_atomic
 from laser_jax.results import ResultsStore, sweep_rows
 from laser_jax.selection import VALIDATION_FRACTION, select_best, validation_split
-from laser_jax.sweep import SweepResult, sweep
+from laser_jax.sweep import SweepOptions, SweepResult, sweep
 from laser_jax.tasks.analysis import generic_token_table
 
 RECORDS_DIR = "checkpoints"
@@ -171,11 +171,12 @@ def variant_rows(row, model, splits: dict) -> list[dict]:
 
 
 def score_checkpoint(model, examples: Sequence[Example], grid: Sequence[Intervention],
-                     track: Sequence[Intervention] = (), fraction: float = VALIDATION_FRACTION, **sweep_kwargs) -> dict:
+                     track: Sequence[Intervention] = (), fraction: float = VALIDATION_FRACTION,
+                     options: SweepOptions = SweepOptions()) -> dict:
     """The record of one checkpoint (see the module docstring)."""
     for step in (*grid, *track):
         check_intervention(model, step)
-    result = sweep(model, examples, variants=[*grid, *track], **sweep_kwargs)
+    result = sweep(model, examples, [*grid, *track], options=options)
     grid_keys = {step.key for step in grid}
     selection = select_best(SweepResult(tuple(r for r in result if r.intervention is None or r.key in grid_keys),
                                         result.top_k), fraction)
@@ -210,7 +211,7 @@ def run_dynamics(series: Sequence[Checkpoint], examples: Union[Sequence[Example]
                  layers: Iterable[int], taus: Iterable[str], rhos: Iterable[float], *,
                  track: Sequence[Intervention] = (), fraction: float = VALIDATION_FRACTION, run_args: Optional[dict] = None,
                  info: Optional[dict] = None, load: Optional[Callable[[Checkpoint], object]] = None,
-                 log: Callable[[str], None] = print, **sweep_kwargs) -> list[dict]:
+                 log: Callable[[str], None] = print, options: SweepOptions = SweepOptions()) -> list[dict]:
     """Score every checkpoint of ``series`` not yet done in ``out_dir``; returns all records in series order.
 
     ``examples``: a list, or a function of the loaded model (e.g. tokenising a
@@ -255,7 +256,7 @@ def run_dynamics(series: Sequence[Checkpoint], examples: Union[Sequence[Example]
                 first = (checkpoint.label, arch)
             check_same_architecture(checkpoint.label, arch, *first)
             items = examples(model) if callable(examples) else examples
-            record = score_checkpoint(model, items, grid, track, fraction, **sweep_kwargs)
+            record = score_checkpoint(model, items, grid, track, fraction, options)
             record = {"label": checkpoint.label, "step": checkpoint.step, "source": checkpoint.source,
                       "revision": checkpoint.revision, "architecture": arch, **record}
             text = json.dumps(record, indent=1)

@@ -1,8 +1,13 @@
-"""The ground floor: atomic text writes and the wall/CPU clock of a run.
+"""The ground floor: atomic text writes and the clock of a run (wall and CPU seconds, programs compiled).
 
 Every module that writes a file atomically or times a run phase takes these
 from here, so that the store, the protocol, examples and checkpoints need not
 import each other. This module imports nothing of laser_jax.
+
+Compiles are counted process-wide from JAX's own monitoring events (one
+``/jax/core/compile/backend_compile_duration`` event per XLA program compiled,
+or read from the persistent compilation cache), by a listener registered the
+first time a :class:`Clock` starts.
 """
 
 from __future__ import annotations
@@ -23,17 +28,51 @@ def write_text_atomic(path, text: str) -> None:
     os.replace(tmp, path)
 
 
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_compiled = {"programs": 0, "seconds": 0.0, "listening": False}
+
+
+def _on_event(event: str, seconds: float, **_) -> None:
+    if event == COMPILE_EVENT:
+        _compiled["programs"] += 1
+        _compiled["seconds"] += seconds
+
+
+def compile_totals() -> tuple[int, float]:
+    """Programs compiled in this process, and the seconds spent compiling them, since counting started."""
+    if not _compiled["listening"]:
+        import jax.monitoring
+
+        jax.monitoring.register_event_duration_secs_listener(_on_event)
+        _compiled["listening"] = True
+    return _compiled["programs"], _compiled["seconds"]
+
+
 class Clock:
-    """Wall and CPU seconds since the last lap."""
+    """Since the last lap: wall and CPU seconds, programs compiled and seconds compiling."""
 
     def __init__(self):
         self.wall, self.cpu = time.perf_counter(), time.process_time()
+        self.programs, self.compile_s = compile_totals()
 
     def lap(self) -> dict[str, float]:
         wall, cpu = time.perf_counter(), time.process_time()
-        out = {"wall_s": wall - self.wall, "cpu_s": cpu - self.cpu}
-        self.wall, self.cpu = wall, cpu
+        programs, compile_s = compile_totals()
+        out = {"wall_s": wall - self.wall, "cpu_s": cpu - self.cpu, "programs": programs - self.programs,
+               "compile_s": compile_s - self.compile_s}
+        self.wall, self.cpu, self.programs, self.compile_s = wall, cpu, programs, compile_s
         return out
 
 
-__all__ = ["write_text_atomic", "Clock"]
+def timing_line(phases: dict) -> str:
+    """One line of a run's time per phase, e.g. ``val 41.2 s (12 programs, 9.8 s compiling)``."""
+    parts = []
+    for phase, values in phases.items():
+        compiled = ""
+        if "programs" in values:
+            compiled = f" ({int(values['programs'])} programs, {values['compile_s']:.1f} s compiling)"
+        parts.append(f"{phase} {values['wall_s']:.1f} s{compiled}")
+    return "; ".join(parts)
+
+
+__all__ = ["write_text_atomic", "Clock", "compile_totals", "timing_line", "COMPILE_EVENT"]

@@ -19,8 +19,8 @@ continuation are split as :class:`lm_eval.api.model.TemplateLM` does, an
 empty context is the prefix token, rolling log-likelihoods use lm-eval's own
 disjoint windows, and generation is greedy, cut at the ``until`` strings and
 the end-of-text token (:func:`lm_eval.models.utils.postprocess_generated_text`).
-Requests are packed by :func:`laser_jax.sweep.plan_sequences` /
-:func:`~laser_jax.sweep.make_batches` (identical sequences shared, lengths
+Requests are packed by :func:`laser_jax.batching.plan_sequences` /
+:func:`~laser_jax.batching.make_batches` (identical sequences shared, lengths
 bucketed) and scored by one jitted forward per batch shape, the head only at
 the continuation's positions; generation runs
 :func:`laser_jax.generate.greedy_generate`'s cache. Sampling, beam search and
@@ -79,7 +79,7 @@ def score_continuations(model, pairs, batch_size: int = DEFAULT_BATCH_SIZE, prog
     """
     from tqdm.auto import tqdm
 
-    from laser_jax.sweep import make_batches, plan_sequences
+    from laser_jax.batching import make_batches, plan_sequences
 
     if not pairs:
         return []

@@ -61,7 +61,7 @@ from laser_jax.ground import Clock
 from laser_jax.results import resume_skip, variant_key
 from laser_jax.screen import screen
 from laser_jax.selection import TEST, VALIDATION, VALIDATION_FRACTION, rank_on_validation, validation_split
-from laser_jax.sweep import BASE_KEY, ExampleScores, SweepRow, sweep
+from laser_jax.sweep import BASE_KEY, ExampleScores, SweepOptions, SweepPlan, SweepRow, sweep
 
 
 
@@ -220,15 +220,17 @@ def race_looks(variants: Sequence[Intervention], n: int, racing: Racing,
     return out, {iv.key for iv in variants} - {iv.key for iv in alive}
 
 
-def race(model, examples: Sequence[Example], variants: Sequence[Intervention], racing: Racing, recorder: Recorder,
-         **sweep_kwargs):
+def race(model, examples: Sequence[Example], variants: Sequence[Intervention], racing: Racing, recorder: Recorder, *,
+         options: SweepOptions = SweepOptions(), plan: Optional[SweepPlan] = None, progress: bool = False):
     """:func:`race_looks` with the engine: each look is one :func:`~laser_jax.sweep.sweep` of the variants still
-    running, saved through ``recorder`` (and read back from it when a killed race resumes)."""
+    running, saved through ``recorder`` (and read back from it when a killed race resumes). Every look runs on
+    ``plan`` (by default one built from all of ``examples`` and ``variants``), so no look compiles anew."""
+    plan = SweepPlan.build(model, examples, variants, options) if plan is None else plan
 
     def score_look(look, items, alive):
         scores = recorder.load_look(look)
         if scores is None:
-            result = sweep(model, [examples[i] for i in items], variants=alive, **sweep_kwargs)
+            result = sweep(model, [examples[i] for i in items], alive, options=options, plan=plan, progress=progress)
             scores = {row.key: row.scores for row in result}
             recorder.save_look(look, scores)
         return scores
@@ -304,13 +306,18 @@ class ProtocolRun:
 
 def run_selection(model, examples: Sequence[Example], variants: Sequence[Intervention], recorder: Recorder, *,
                   top_n: int = 0, racing: Optional[Racing] = None, fraction: float = VALIDATION_FRACTION,
-                  split_seed: Optional[int] = None, progress: bool = False, **sweep_kwargs) -> ProtocolRun:
+                  split_seed: Optional[int] = None, progress: bool = False,
+                  options: SweepOptions = SweepOptions()) -> ProtocolRun:
     """The selection protocol: ``variants`` and the base on validation, then the selected ones and the base on test.
 
     Rows go to ``recorder`` as they finish (validation rows cover the first
     ``fraction`` of ``examples``, test rows the rest); what it already holds is
     not computed again; with ``split_seed``, a seeded random ``fraction`` is validation instead
-    (:func:`laser_jax.selection.validation_split`). ``sweep_kwargs`` go to :func:`laser_jax.sweep.sweep`.
+    (:func:`laser_jax.selection.validation_split`). ``options`` go to :func:`laser_jax.sweep.sweep`.
+
+    One :class:`~laser_jax.sweep.SweepPlan`, built from all of ``examples`` and ``variants``, serves every sweep
+    of the run: validation, each racing look and test run the same compiled programs.
+    ``seconds``: per phase, wall and CPU seconds, and the programs compiled and the seconds spent compiling them.
     """
 
     examples = list(examples)
@@ -318,13 +325,15 @@ def run_selection(model, examples: Sequence[Example], variants: Sequence[Interve
     validation_examples = [examples[i] for i in validation]
     variants = list(dict.fromkeys(variants))
     seconds = {}
+    plan = SweepPlan.build(model, examples, variants, options)
 
     clock = Clock()
     done = recorder.done(VALIDATION)
     stopped: set[str] = {key for key, metrics in done.items() if metrics.get("raced")}
     missing = [iv for iv in variants if iv.key not in done] + ([] if BASE_KEY in done else [None])
     if missing and racing is not None:
-        scored, stopped = race(model, validation_examples, variants, racing, recorder, progress=progress, **sweep_kwargs)
+        scored, stopped = race(model, validation_examples, variants, racing, recorder, options=options, plan=plan,
+                               progress=progress)
         for key, (scores, index) in scored.items():
             if key not in done:
                 step = None if key == BASE_KEY else Intervention.from_key(key)
@@ -338,8 +347,8 @@ def run_selection(model, examples: Sequence[Example], variants: Sequence[Interve
             if row.key not in kept:  # recomputed with its (layer, tau) group; keep the stored row
                 recorder.record(VALIDATION, row, validation, False)
 
-        sweep(model, validation_examples, variants=variants, skip=skip, on_row=on_validation_row, progress=progress,
-              **sweep_kwargs)
+        sweep(model, validation_examples, variants, options=options, plan=plan, skip=skip, on_row=on_validation_row,
+              progress=progress)
     seconds[VALIDATION] = clock.lap()
 
     tested = selected(recorder.done(VALIDATION), variants, len(validation), top_n)
@@ -348,8 +357,8 @@ def run_selection(model, examples: Sequence[Example], variants: Sequence[Interve
     if pending or BASE_KEY not in done_test:
         test_examples = [examples[i] for i in test]
         skip = {BASE_KEY} if BASE_KEY in done_test else set()
-        sweep(model, test_examples, variants=pending, skip=skip, progress=progress,
-              on_row=lambda row: recorder.record(TEST, row, test, False), **sweep_kwargs)
+        sweep(model, test_examples, pending, options=options, plan=plan, skip=skip, progress=progress,
+              on_row=lambda row: recorder.record(TEST, row, test, False))
     seconds[TEST] = clock.lap()
     return ProtocolRun(tuple(tested), frozenset(stopped), seconds)
 

@@ -16,7 +16,7 @@ the table shows the second. ``laser-jax removed`` runs it on a task.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,7 @@ import numpy as np
 
 from laser_jax.examples import Example
 from laser_jax.laser import Intervention, apply
-from laser_jax.sweep import sweep
+from laser_jax.sweep import SweepOptions, sweep
 
 MODELS = ("base", "laser", "removed")
 
@@ -48,11 +48,12 @@ class FixedItem:
 
 
 def fixed_items(model, examples: Sequence[Example], step: Intervention, top_n: int = 5, batch_size: int = 32,
-                **sweep_kwargs) -> list[FixedItem]:
+                options: Optional[SweepOptions] = None) -> list[FixedItem]:
     """The items ``step`` fixes (base top-1 wrong, LASER top-1 right), in order, with the top ``top_n``
-    predictions of the base, the LASER model and the removed part."""
+    predictions of the base, the LASER model and the removed part (``options`` default to ``batch_size``'s)."""
     laser_step = dataclasses.replace(step, keep="top")
-    result = sweep(model, examples, variants=[laser_step], batch_size=batch_size, **sweep_kwargs)
+    options = SweepOptions(batch_size=batch_size) if options is None else options
+    result = sweep(model, examples, [laser_step], options=options)
     fixed = np.flatnonzero(~result.base.scores.top1 & result.row(laser_step).scores.top1)
     models = {"base": model, "laser": apply(model, laser_step), "removed": apply(model, laser_step.complement())}
     prompts = [examples[i].prompt_ids for i in fixed]

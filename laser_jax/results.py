@@ -16,7 +16,9 @@ same whatever the interruptions. Closing a run packs ``scores/`` into
 ``scores.npz`` (:func:`pack_scores`), the form that travels with the run:
 readers (:func:`score_columns`) take a variant's ``scores/`` file when it is
 there and ``scores.npz`` otherwise. Started with different arguments in the same
-directory, it refuses with a one-line :class:`RunMismatchError`.
+directory, it refuses with a one-line :class:`RunMismatchError`. In a
+multi-process run, process 0 holds the store and the others a
+:class:`FollowerStore` that shares its rows and writes nothing.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ import platform
 import shlex
 import time
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from laser_jax.errors import DataError, LaserJaxError
+from laser_jax.devices import broadcast_json
+from laser_jax.errors import DataError, DeviceError, LaserJaxError
 from laser_jax.ground import Clock, write_text_atomic
 from laser_jax.laser import Intervention
 from laser_jax.selection import VALIDATION, validation_split
@@ -383,6 +386,64 @@ class ResultsStore:
         return self.directory / SCORES_DIR / f"{variant_name(key)}.csv"
 
 
+# ----------------------------------------------------------------------------- the store of another process
+
+
+class FollowerStore:
+    """The run directory of a multi-process run, as every process sees it: process 0 holds the real store
+    (``make_store()``) and writes; the others get its rows and directory, and raise the errors it raises.
+
+    The same calls in the same order on every process (open, :meth:`start`) keep them in step.
+    """
+
+    def __init__(self, make_store: Optional[Callable]):
+        self.store, message = None, {}
+        if make_store is not None:
+            try:
+                self.store = make_store()
+                message = {"rows": self.store.rows, "directory": str(self.store.directory)}
+            except LaserJaxError as error:
+                message = {"error": str(error)}
+                broadcast_json(message, True)
+                raise
+        message = broadcast_json(message, self.store is not None)
+        if "error" in message:
+            raise DeviceError(f"process 0: {message['error']}")
+        self.directory = Path(message["directory"])
+        self._rows = [dict(row) for row in message["rows"]]
+
+    def done(self) -> set[tuple]:
+        return {variant_key(row) for row in self._rows}
+
+    def start(self) -> None:
+        error = None
+        if self.store is not None:
+            try:
+                self.store.start()
+            except LaserJaxError as failure:
+                error = failure
+        message = broadcast_json(None if error is None else str(error), self.store is not None)
+        if error is not None:
+            raise error
+        if message is not None:
+            raise DeviceError(f"process 0: {message}")
+
+    def record(self, rows, scores=None) -> None:
+        rows = [dict(row) for row in rows]
+        if self.store is not None:
+            self.store.record(rows, scores=scores)
+        replaced = {(variant_key(row), row["split"]) for row in rows}  # as ResultsStore.record: per variant and split
+        self._rows = [row for row in self._rows if (variant_key(row), row["split"]) not in replaced] + rows
+
+    @property
+    def rows(self) -> list[dict]:
+        return sorted(self._rows, key=sort_key)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
 # ----------------------------------------------------------------------------- a run directory as a protocol recorder
 
 LOOKS_DIR = "race"
@@ -556,6 +617,6 @@ def load_scores(directory, key: tuple) -> list[dict]:
 
 
 __all__ = [
-    "ResultsStore", "StoreRecorder", "RunMismatchError", "LOOKS_DIR", "TIMING_FILE", "load_results", "load_scores", "score_columns", "pack_scores", "SCORES_FILE", "variant_key", "variant_record", "variant_name", "sort_key", "GENERATION_FILE",
+    "ResultsStore", "FollowerStore", "StoreRecorder", "RunMismatchError", "LOOKS_DIR", "TIMING_FILE", "load_results", "load_scores", "score_columns", "pack_scores", "SCORES_FILE", "variant_key", "variant_record", "variant_name", "sort_key", "GENERATION_FILE",
     "command_line", "environment", "split_indices", "resume_skip", "sweep_rows", "example_columns", "intervention_key", "REQUIRED_COLUMNS", "BASE_TAU", "RESULTS_FILE", "RUN_FILE", "SCORES_DIR",
 ]

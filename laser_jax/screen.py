@@ -20,8 +20,8 @@ compute anyway. A first-order prediction holds for small edits (ρ near 1); for
 large cuts it is a ranking heuristic whose quality is measured, not assumed
 (``experiments/screen_vs_sweep.py``).
 
-Batching reuses the sweep engine's packing (:func:`laser_jax.sweep.plan_sequences`,
-:func:`laser_jax.sweep.make_batches`), and the head runs at the scored
+Batching reuses the sweep engine's packing (:func:`laser_jax.batching.plan_sequences`,
+:func:`laser_jax.batching.make_batches`), and the head runs at the scored
 positions only.
 """
 
@@ -41,7 +41,8 @@ from laser_jax.laser import (FACTOR_CACHE, FactorCache, Intervention, check_inte
                              keep_window)
 from laser_jax.models import base
 from laser_jax.models.base import LowRank
-from laser_jax.sweep import check_token_ids, make_batches, plan_sequences, vocab_size
+from laser_jax.batching import make_batches, plan_sequences
+from laser_jax.sweep import check_token_ids, vocab_size
 
 
 @dataclasses.dataclass(frozen=True)

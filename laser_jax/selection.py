@@ -27,7 +27,7 @@ from laser_jax.errors import DataError, InterventionError
 from laser_jax.examples import Example
 from laser_jax.laser import Intervention, apply, check_intervention
 from laser_jax.models import base
-from laser_jax.sweep import SweepResult, SweepRow, evaluate, sweep
+from laser_jax.sweep import SweepOptions, SweepPlan, SweepResult, SweepRow, evaluate, sweep
 
 VALIDATION_FRACTION = 0.2
 VALIDATION, TEST = "val", "test"  # the split names of a selection run's rows
@@ -187,14 +187,15 @@ class Composition:
 
 def compose(model, examples: Sequence[Example], layers: Optional[Iterable[int]] = None, rhos: Iterable[float] = PAPER_RHOS,
             taus: Optional[Iterable[str]] = None, fraction: float = VALIDATION_FRACTION, metric: str = "accuracy",
-            split_seed: Optional[int] = None, **sweep_kwargs) -> Composition:
+            split_seed: Optional[int] = None, options: SweepOptions = SweepOptions(),
+            progress: bool = False) -> Composition:
     """Greedy composition of LASER steps on the validation part, reported on the test part.
 
     ``layers`` default to all (searched from the largest down), ``taus`` to the
     family's MLP matrices, ``rhos`` to the paper's grid (tried smallest first).
     Each stage's candidates are scored in one vectorised sweep of the current
-    composed model. ``split_seed``: the run's split seed (:func:`validation_split`). ``sweep_kwargs`` go to
-    :func:`laser_jax.sweep.sweep`.
+    composed model. ``split_seed``: the run's split seed (:func:`validation_split`). ``options`` go to
+    :func:`laser_jax.sweep.sweep`; one :class:`~laser_jax.sweep.SweepPlan` serves every stage and evaluation.
     """
     examples = list(examples)
     validation, test = validation_split(len(examples), fraction, split_seed)
@@ -206,24 +207,27 @@ def compose(model, examples: Sequence[Example], layers: Optional[Iterable[int]] 
     stages = [[Intervention(layer, tau, rho) for rho in rhos] for layer in layers for tau in taus]
     for stage in stages:
         check_intervention(model, stage[0])
+    plan = SweepPlan.build(model, examples, [step for stage in stages for step in stage], options)
     current = {"model": model}
 
     def score_stage(kept, candidates):
         current["model"] = apply(model, kept) if kept else model
-        layer, tau = candidates[0].layer, candidates[0].tau
-        result = sweep(current["model"], validation_examples, [layer], [tau], [c.rho for c in candidates],
-                       skip={"base"}, **sweep_kwargs)
+        result = sweep(current["model"], validation_examples, candidates, options=options, plan=plan, skip={"base"},
+                       progress=progress)
         return [result.row(c).metrics[metric] for c in candidates]
 
-    base_validation = evaluate(model, validation_examples, **sweep_kwargs).metrics
+    def scored(model, part):
+        return evaluate(model, part, options=options, plan=plan).metrics
+
+    base_validation = scored(model, validation_examples)
     steps, _, trials = greedy_search(stages, base_validation[metric], score_stage)
     composed = apply(model, steps) if steps else model
     return Composition(
         steps=steps, model=composed, trials=trials,
         base_validation=base_validation,
-        final_validation=evaluate(composed, validation_examples, **sweep_kwargs).metrics,
-        base_test=evaluate(model, test_examples, **sweep_kwargs).metrics,
-        final_test=evaluate(composed, test_examples, **sweep_kwargs).metrics,
+        final_validation=scored(composed, validation_examples),
+        base_test=scored(model, test_examples),
+        final_test=scored(composed, test_examples),
     )
 
 

@@ -9,7 +9,7 @@ from laser_jax.errors import InterventionError
 from laser_jax.examples import Example
 from laser_jax.laser import Intervention, apply, planned_ranks
 from laser_jax.removed import MODELS, FixedItem, Prediction, counts, fixed_items, format_report, summary, top_predictions
-from laser_jax.sweep import evaluate, sweep
+from laser_jax.sweep import SweepOptions, evaluate, sweep
 from tests.models.hf_tiny import TINY_FAMILY_VOCAB, save_tiny_family
 
 EXAMPLES = [
@@ -55,8 +55,8 @@ def test_keys_stay_backwards_compatible_and_round_trip():
     (lambda m: apply(m, [Intervention(1, "fc_in", 0.5, "bottom"), Intervention(1, "fc_in", 0.2)]), "cannot be combined"),
     (lambda m: apply(m, Intervention(1, "fc_in", 0.5, "bottom"), method="randomized", key=jax.random.key(0)), "exact"),
     (lambda m: planned_ranks(m, [Intervention(1, "fc_in", 0.5, "bottom")]), "not a rank-k truncation"),
-    (lambda m: sweep(m, EXAMPLES, variants=[Intervention(1, "fc_in", 0.5, "bottom")], method="randomized",
-                     key=jax.random.key(0)), "exact"),
+    (lambda m: sweep(m, EXAMPLES, [Intervention(1, "fc_in", 0.5, "bottom")], options=SweepOptions(method="randomized",
+                     key=jax.random.key(0))), "exact"),
 ])
 def test_bad_complements_are_one_line_errors(model, make, words):
     with pytest.raises(InterventionError, match=words) as error:
@@ -70,7 +70,7 @@ def test_sweep_rows_of_removed_parts_equal_apply_then_forward(model, rank_bucket
     steps = [Intervention(1, "fc_in", 0.5, "bottom"), Intervention(1, "fc_in", 0.5), Intervention(1, "fc_in", 0.1, "bottom"),
              Intervention(0, "attn", 0.25, "bottom"), Intervention(last, "fc_out", 0.75, "bottom"),
              Intervention(1, "fc_out", 0.0, "bottom")]
-    result = sweep(model, EXAMPLES, variants=steps, rank_buckets=rank_buckets)
+    result = sweep(model, EXAMPLES, steps, options=SweepOptions(rank_buckets=rank_buckets))
     assert [row.key for row in result] == ["base"] + [step.key for step in steps]
     for step in steps:
         expected = evaluate(apply(model, step), EXAMPLES).scores

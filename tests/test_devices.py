@@ -135,16 +135,19 @@ SHARDED_SCRIPT = textwrap.dedent("""
     from laser_jax import laser, load_model
     from laser_jax.devices import build_mesh, bytes_per_device
     from laser_jax.examples import Example
-    from laser_jax.sweep import Placement, sweep
+    from laser_jax.devices import Placement
+    from laser_jax.laser import expand_grid
+    from laser_jax.sweep import SweepOptions, sweep
 
     model = load_model(sys.argv[1], tokenizer=False)
     rng = np.random.default_rng(0)
     examples = [Example(tuple(int(t) for t in rng.integers(0, 97, 5 + i % 3)), (int(rng.integers(0, 97)), 3),
                         choice_ids=((4,), (6, 7)), label=i % 2, probe_ids=(1, 2)) for i in range(12)]
-    grid = dict(layers=[1], taus=["fc_in", "fc_out", "q_proj"], rhos=[0.0, 0.2, 0.5], top_k=3, batch_size=32)
-    one = sweep(model, examples, mesh=build_mesh({}, jax.devices()[:1]), **grid)
+    grid = expand_grid([1], ["fc_in", "fc_out", "q_proj"], [0.0, 0.2, 0.5])
+    options = SweepOptions(top_k=3, batch_size=32)
+    one = sweep(model, examples, grid, options=options.replace(mesh=build_mesh({}, jax.devices()[:1])))
     mesh = build_mesh({"variants": 2, "model": 4})
-    sharded = sweep(model, examples, mesh=mesh, **grid)
+    sharded = sweep(model, examples, grid, options=options.replace(mesh=mesh))
     gaps, same = [], True
     for a, b in zip(one, sharded):
         assert a.key == b.key
@@ -219,7 +222,7 @@ def test_precision_reaches_every_matmul(setup, tmp_path):  # noqa: F811
         modules = [path.read_text() for path in (tmp_path / precision).glob("*.mlir")]
         dots = [line for text in modules for line in text.splitlines() if "stablehlo.dot_general" in line]
         named = {name for text in modules for name in re.findall(r"module @jit_(\w+)", text)}
-        assert {"base_pass", "last_block", "head_readout", "variant_readouts"} <= named, named
+        assert {"base_pass", "base_readout", "variant_readouts"} <= named, named
         assert len(dots) >= 10 and all(f"precision = [{precision.upper()}, {precision.upper()}]" in d for d in dots), dots[:3]
     assert_same_results(tmp_path / "run_highest", tmp_path / "run_default", tolerance=0)  # CPU: float32 either way
 
@@ -236,7 +239,7 @@ class FakeDevice:
 
 
 def test_memory_sizes_the_model_axis_and_the_variant_chunk():
-    from laser_jax.sweep import DEFAULT_ACTIVATION_BUDGET, activation_budget, device_memory, model_shards_for
+    from laser_jax.devices import DEFAULT_ACTIVATION_BUDGET, activation_budget, device_memory, model_shards_for
 
     gpus = [FakeDevice({"bytes_limit": 80 << 30, "bytes_in_use": 20 << 30}), FakeDevice({"bytes_limit": 80 << 30})]
     assert device_memory(gpus, "limit") == 80 << 30 and device_memory(gpus, "free") == 60 << 30
@@ -253,7 +256,7 @@ def test_memory_sizes_the_model_axis_and_the_variant_chunk():
 def test_block_param_spec_splits_heads_and_hidden_units():
     from jax.sharding import PartitionSpec as P
 
-    from laser_jax.sweep import block_param_spec
+    from laser_jax.devices import block_param_spec
 
     assert block_param_spec("fc_in", (28, 4096, 16384), 4) == P(None, None, "model")
     assert block_param_spec("fc_out", (28, 16384, 4096), 4) == P(None, "model")

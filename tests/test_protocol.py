@@ -3,6 +3,7 @@ planted score matrices with known answers, and no recompiles across rho and laye
 
 import dataclasses
 import math
+import os
 
 import chex
 import numpy as np
@@ -38,7 +39,7 @@ def tiny(tiny_gpt2):
 
 def test_selection_mode_picks_the_exhaustive_winner_with_its_test_numbers(tiny):
     examples = choice_examples(60)
-    exhaustive = sweep(tiny, examples, variants=GRID)
+    exhaustive = sweep(tiny, examples, GRID)
     selection = select_best(exhaustive)
     recorder = MemoryRecorder()
     run = run_selection(tiny, examples, GRID, recorder)
@@ -67,10 +68,10 @@ def test_no_recompile_across_rho_or_layer_in_either_mode(tiny):
     examples = choice_examples(30, seed=1)
     first = expand_grid([0], ["fc_in"], [0.5, 0.2])
     other = expand_grid([1], ["fc_in"], [0.3, 0.1])  # another layer and other rhos, the same shapes
-    sweep(tiny, examples, variants=first)
+    sweep(tiny, examples, first)
     run_selection(tiny, examples, first, MemoryRecorder())
     compiled = variant_readouts._cache_size()
-    sweep(tiny, examples, variants=other)
+    sweep(tiny, examples, other)
     run_selection(tiny, examples, other, MemoryRecorder())
     assert variant_readouts._cache_size() == compiled
 
@@ -188,7 +189,57 @@ def test_roc_auc_known_answers():
 
 def test_choice_auc_is_reported_for_two_way_choice_tasks(tiny):
     examples = choice_examples(20, seed=3)
-    scores = sweep(tiny, examples, variants=[]).base.scores
+    scores = sweep(tiny, examples).base.scores
     margin = scores.choice_logprobs[:, 1] - scores.choice_logprobs[:, 0]
     assert scores.metrics()["choice_auc"] == pytest.approx(roc_auc(margin, scores.label == 1))
     assert scores.label.tolist() == [e.label for e in examples]
+
+
+# ----------------------------------------------------------------------------- a fixed set of programs
+
+
+def programs_compiled(run) -> int:
+    """The programs ``run()`` compiles from cold caches (every jitted function's cache and the SVD cache emptied)."""
+    import jax
+
+    from laser_jax.ground import compile_totals
+    from laser_jax.laser import FACTOR_CACHE
+
+    jax.clear_caches()
+    FACTOR_CACHE.clear()
+    before, _ = compile_totals()
+    run()
+    return compile_totals()[0] - before
+
+
+def test_a_racing_selection_run_compiles_the_same_programs_whatever_its_rhos_layers_and_looks(tiny):
+    """The run's plan fixes its shapes: one batch shape here (every sequence fits 8 tokens) and variant calls
+    of a chunk or of one. So 3 rho x 1 layer x 2 looks and 5 rho x 2 layers (the last included) x 5 looks
+    compile the same 15 programs: the SVD, the base pass, a saved state's slice, the base readout, the variant
+    program at its two sizes, a matrix's slice and squeeze, and 7 that place host arrays (the batch's 4 kinds,
+    the saved layers, the ranks at both sizes)."""
+    examples = choice_examples(80, seed=4)  # 16 validation items
+    small = programs_compiled(lambda: run_selection(tiny, examples, expand_grid([0], ["fc_in"], [0.5, 0.3, 0.2]),
+                                                    MemoryRecorder(), racing=Racing(first=8)))
+    large = programs_compiled(lambda: run_selection(tiny, examples, expand_grid([0, 1], ["fc_in"], [0.5, 0.3, 0.2, 0.1, 0.05]),
+                                                    MemoryRecorder(), racing=Racing(first=1)))
+    assert small == large == 15
+
+
+def memory_maps() -> int:
+    with open("/proc/self/maps") as maps:
+        return sum(1 for _ in maps)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux's /proc")
+def test_memory_maps_stop_growing_over_many_racing_runs_in_one_process(tiny):
+    """Each compiled CPU program holds memory maps. Twenty-four selection runs with racing, of 20 to 89 items and
+    1 to 4 rho on one or both layers, in one process: after the first runs have compiled what the plans need,
+    the process's map count stops growing (the engine of before compiled new batch sizes for each item count)."""
+    counts = []
+    for i in range(24):
+        examples = choice_examples(20 + 3 * i, seed=10 + i)
+        grid = expand_grid([0, 1][: 1 + i % 2], ["fc_in"], [0.5, 0.3, 0.2, 0.1][: 1 + i % 4])
+        run_selection(tiny, examples, grid, MemoryRecorder(), racing=Racing(first=4))
+        counts.append(memory_maps())
+    assert max(counts[12:]) <= max(counts[:12]) + 16, counts

@@ -22,13 +22,14 @@ from laser_jax.model import Model
 from laser_jax.models import FAMILIES
 from laser_jax.models.convert import to_hf_state
 from laser_jax.selection import compose, greedy_search, select_best, validation_split
-from laser_jax.sweep import (ExampleScores, SweepResult, SweepRow, evaluate, length_bucket, make_batches, plan_sequences,
-                             rows_per_batch, sweep)
+from laser_jax.laser import expand_grid
+from laser_jax.sweep import ExampleScores, SweepOptions, SweepResult, SweepRow, evaluate, sweep
 from tests.models.hf_tiny import TINY_FAMILY_VOCAB, save_tiny_family, torch_logits
 
 SAME = 1e-5  # two JAX paths that differ only in float32 rounding (LowRank product vs dense matrix)
 TORCH = 1e-4  # against transformers, the parity tolerance of the family ports
 TOP_K = 3
+OPTIONS = SweepOptions(top_k=TOP_K)
 EXAMPLES = [  # every sequence (prompt + continuation minus its last token) fits one length bucket of 8
     Example((5, 17, 3, 44, 8), (9,), probe_ids=(1, 2, 3)),
     Example((60, 2, 71), (12, 30, 4), probe_ids=(1, 2, 3)),
@@ -117,7 +118,7 @@ def assert_same_scores(a: ExampleScores, b: ExampleScores, atol: float = SAME) -
 
 
 def assert_row_is_apply_then_forward(model: Model, row: SweepRow) -> None:
-    assert_same_scores(row.scores, evaluate(apply(model, row.intervention), EXAMPLES, top_k=TOP_K).scores)
+    assert_same_scores(row.scores, evaluate(apply(model, row.intervention), EXAMPLES, options=OPTIONS).scores)
 
 
 def torch_with_params(tiny: Tiny, model: Model):
@@ -133,7 +134,7 @@ def test_sweep_rows_equal_apply_then_forward(tiny):
     mlp_tau = "fc_up" if "fc_up" in tiny.model.taus else "fc_in"
     steps = [Intervention(1, "q_proj", 0.5), Intervention(1, "q_proj", 0.4),  # ranks 16 and 12 share width 16
              Intervention(1, mlp_tau, 0.25), Intervention(1, mlp_tau, 0.2)]  # ranks 8 and 6 share width 8
-    result = sweep(tiny.model, EXAMPLES, variants=steps, top_k=TOP_K)
+    result = sweep(tiny.model, EXAMPLES, steps, options=OPTIONS)
     assert [row.key for row in result] == ["base"] + [step.key for step in steps]
     assert_matches_torch(result.base.scores, torch_scores(tiny.torch_model, EXAMPLES))
     for row in result.variants:
@@ -145,7 +146,7 @@ def test_sweep_last_layer_groups_and_unchanged_ranks_on_gpt2(gpt2):
     """The last block (run at the scored positions only) for an MLP and an attention τ, a group, ρ = 0 and 1."""
     last = gpt2.model.n_layers - 1
     steps = [Intervention(last, "out_proj", 0.1), Intervention(0, "mlp", 0.3)]
-    result = sweep(gpt2.model, EXAMPLES, layers=[last], taus=["fc_out"], rhos=[0.0, 1.0], variants=steps, top_k=TOP_K)
+    result = sweep(gpt2.model, EXAMPLES, expand_grid([last], ["fc_out"], [0.0, 1.0]) + steps, options=OPTIONS)
     assert [row.key for row in result] == ["base", f"{last}/fc_out/0.0", f"{last}/fc_out/1.0"] + [s.key for s in steps]
     for key in (f"{last}/fc_out/0.0", *(s.key for s in steps)):
         assert_row_is_apply_then_forward(gpt2.model, result.row(key))
@@ -157,12 +158,12 @@ def test_sweep_last_layer_groups_and_unchanged_ranks_on_gpt2(gpt2):
 def test_skip_and_on_row_support_resuming_and_rows_are_reproducible(gpt2):
     steps = [Intervention(1, "q_proj", 0.5), Intervention(1, "q_proj", 0.4),
              Intervention(1, "fc_in", 0.25), Intervention(1, "fc_in", 0.2)]
-    full = sweep(gpt2.model, EXAMPLES, variants=steps, top_k=TOP_K)
+    full = sweep(gpt2.model, EXAMPLES, steps, options=OPTIONS)
     seen = []
-    resumed = sweep(gpt2.model, EXAMPLES, variants=steps, top_k=TOP_K, skip={"base", steps[0].key, steps[1].key},
+    resumed = sweep(gpt2.model, EXAMPLES, steps, options=OPTIONS, skip={"base", steps[0].key, steps[1].key},
                     on_row=seen.append)
     assert [row.key for row in seen] == [row.key for row in resumed] == [steps[2].key, steps[3].key]
-    again = sweep(gpt2.model, EXAMPLES, variants=steps, top_k=TOP_K)
+    again = sweep(gpt2.model, EXAMPLES, steps, options=OPTIONS)
     for a, b in zip(full, again):  # the same inputs give bit-identical rows
         assert_same_scores(a.scores, b.scores, atol=0)
     for row in seen:
@@ -175,34 +176,15 @@ def test_rank_buckets_give_the_rows_of_full_width_masking(gpt2):
     last = gpt2.model.n_layers - 1
     steps = [Intervention(1, "fc_in", rho) for rho in (1 / 64, 0.1, 0.25, 0.5, 0.9)]
     steps += [Intervention(1, "q_proj", 0.3), Intervention(0, "mlp", 0.2), Intervention(last, "fc_out", 0.4)]
-    masked = sweep(gpt2.model, EXAMPLES, variants=steps, top_k=TOP_K)
-    bucketed = sweep(gpt2.model, EXAMPLES, variants=steps, top_k=TOP_K, rank_buckets=True)
+    masked = sweep(gpt2.model, EXAMPLES, steps, options=OPTIONS)
+    bucketed = sweep(gpt2.model, EXAMPLES, steps, options=OPTIONS.replace(rank_buckets=True))
     for step in steps:
         assert_same_scores(bucketed.row(step).scores, masked.row(step).scores)
 
 
-def test_batches_group_sequences_by_their_number_of_scored_positions():
-    """One three-token answer among nine single-token ones widens one batch, not the first."""
-    examples = [Example((3, 4, 5, 6, 7, 8), (9, 10, 11))] + [Example((1,) * (7 - i % 3), (i,)) for i in range(9)]
-    batches = make_batches(plan_sequences(examples), batch_size=4)
-    assert [b.select.shape[1] for b in batches] == [1, 1, 1, 4]
-    assert [b.rows.tolist() for b in batches][-1] == [0]
-
-
-def test_batches_of_long_sequences_hold_fewer_rows():
-    """Rows × padded length stays within the token budget; no row is lost or repeated."""
-    lengths = [40, 33, 20, 17, 12, 9, 8, 7, 6, 5, 4, 3, 2]
-    examples = [Example(tuple(range(1, n + 1)), (n + 1,)) for n in lengths]  # a sequence of n tokens
-    batches = make_batches(plan_sequences(examples), batch_size=4, batch_tokens=48)
-    assert [b.ids.shape for b in batches] == [(1, 40), (1, 40), (2, 20), (4, 12), (4, 8), (1, 8)]
-    assert [b.rows.tolist() for b in batches][:3] == [[0], [1], [2, 3]]
-    assert sorted(np.concatenate([b.rows for b in batches]).tolist()) == list(range(len(lengths)))
-    assert [rows_per_batch(length, 48, 1024) for length in (8, 24, 40, 64, 2000)] == [48, 32, 16, 16, 1]
-
-
 def test_batches_and_padding_do_not_change_scores(gpt2):
-    assert_same_scores(evaluate(gpt2.model, EXAMPLES, batch_size=4, top_k=TOP_K).scores,
-                       evaluate(gpt2.model, EXAMPLES, top_k=TOP_K).scores)
+    assert_same_scores(evaluate(gpt2.model, EXAMPLES, options=OPTIONS.replace(batch_size=4)).scores,
+                       evaluate(gpt2.model, EXAMPLES, options=OPTIONS).scores)
 
 
 def test_randomized_rows_equal_randomized_apply(gpt2):
@@ -210,16 +192,16 @@ def test_randomized_rows_equal_randomized_apply(gpt2):
 
     step = Intervention(1, "fc_in", 0.25)
     key = jax.random.key(3)
-    row = sweep(gpt2.model, EXAMPLES, variants=[step], method="randomized", key=key, top_k=TOP_K).row(step)
-    expected = evaluate(apply(gpt2.model, step, method="randomized", key=key), EXAMPLES, top_k=TOP_K)
+    row = sweep(gpt2.model, EXAMPLES, [step], options=OPTIONS.replace(method="randomized", key=key)).row(step)
+    expected = evaluate(apply(gpt2.model, step, method="randomized", key=key), EXAMPLES, options=OPTIONS)
     assert_same_scores(row.scores, expected.scores)
     with pytest.raises(InterventionError, match="explicit key"):
-        sweep(gpt2.model, EXAMPLES, variants=[step], method="randomized")
+        sweep(gpt2.model, EXAMPLES, [step], options=SweepOptions(method="randomized"))
 
 
 @pytest.mark.parametrize("kwargs, error", [
     (dict(variants=[Intervention(1, "fc_up", 0.5)]), InterventionError),
-    (dict(layers=[3], taus=["fc_in"], rhos=[0.5]), InterventionError),
+    (dict(variants=[Intervention(3, "fc_in", 0.5)]), InterventionError),
     (dict(examples=[Example((1, TINY_FAMILY_VOCAB), (2,))]), DataError),
     (dict(examples=[]), DataError),
 ])
@@ -227,20 +209,6 @@ def test_sweep_refuses_bad_input_before_any_work(gpt2, kwargs, error):
     kwargs = {"examples": EXAMPLES, **kwargs}
     with pytest.raises(error):
         sweep(gpt2.model, **kwargs)
-
-
-def test_plan_shares_sequences_and_reads_single_token_candidates_at_the_prompt_end():
-    plan = plan_sequences(EXAMPLES)
-    assert plan.main[0] == plan.main[5]
-    assert plan.choice_seq[2, 0] == plan.main[2]  # the gold multi-token choice is the answer's own sequence
-    assert plan.choice_slot[2, 1] == 0 and plan.choice_seq[2, 2] >= 0
-    assert plan.sequences[plan.main[3]].extras == (1, 70)  # probe, then the single-token choice
-    batches = make_batches(plan, batch_size=4)
-    assert sorted(np.concatenate([b.rows for b in batches]).tolist()) == list(range(len(plan.sequences)))
-    assert [b.ids.shape for b in batches] == [(4, 8), (4, 8), (2, 8)]  # 1, 2 and 4 scored positions
-    assert [b.select.shape[1] for b in batches] == [1, 2, 4]
-    assert [b.ids.shape for b in make_batches(plan, batch_size=4, multiple=8)] == [(8, 8)] * 3
-    assert [length_bucket(n) for n in (1, 8, 9, 13, 17, 25, 33, 49, 65)] == [8, 8, 10, 14, 20, 28, 40, 56, 80]
 
 
 # ----------------------------------------------------------------------------- selection and composition
@@ -303,9 +271,10 @@ def test_compose_on_a_tiny_model_finds_a_planted_step(gpt2):
     rng = np.random.default_rng(5)
     prompts = rng.integers(0, TINY_FAMILY_VOCAB, (10, 6))
     examples = [Example(tuple(map(int, p)), (int(a),)) for p, a in zip(prompts, torch_logits(planted, prompts)[:, -1].argmax(-1))]
-    result = compose(gpt2.model, examples, layers=[1, 0], rhos=[0.0, 0.5], taus=["fc_in"], top_k=1, batch_size=2)
+    result = compose(gpt2.model, examples, layers=[1, 0], rhos=[0.0, 0.5], taus=["fc_in"],
+                     options=SweepOptions(top_k=1, batch_size=2))
     assert result.steps[0] == Intervention(1, "fc_in", 0.0)
     assert result.final_validation["accuracy"] == 1.0 >= result.base_validation["accuracy"]
-    check = evaluate(apply(gpt2.model, result.steps), examples[:2], top_k=1, batch_size=2)
+    check = evaluate(apply(gpt2.model, result.steps), examples[:2], options=SweepOptions(top_k=1, batch_size=2))
     assert check.metrics["accuracy"] == result.final_validation["accuracy"]
     assert result.final_test["n_examples"] == 8

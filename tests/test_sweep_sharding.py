@@ -21,17 +21,20 @@ SCRIPT = textwrap.dedent("""
     from jax.sharding import Mesh
     from laser_jax import load_model
     from laser_jax.examples import Example
-    from laser_jax.sweep import default_mesh, sweep
+    from laser_jax.devices import default_mesh
+    from laser_jax.laser import expand_grid
+    from laser_jax.sweep import SweepOptions, sweep
 
     assert jax.device_count() == 8 and dict(default_mesh().shape) == {"examples": 8}, jax.devices()
     model = load_model(sys.argv[1], tokenizer=False)
     rng = np.random.default_rng(0)
     examples = [Example(tuple(int(t) for t in rng.integers(0, 97, 5 + i % 3)), (int(rng.integers(0, 97)), 3),
                         choice_ids=((4,), (6, 7)), label=i % 2, probe_ids=(1, 2)) for i in range(12)]
-    grid = dict(layers=[1], taus=["fc_in"], rhos=[0.0, 0.2, 0.5], top_k=3, batch_size=32)  # 3 variants: padded to 4 on 2 shards
+    grid = expand_grid([1], ["fc_in"], [0.0, 0.2, 0.5])  # 3 variants: one call padded to 4 on 2 variant shards
+    options = SweepOptions(top_k=3, batch_size=32)
     devices = np.array(jax.devices())
-    runs = {"one": sweep(model, examples, mesh=Mesh(devices[:1], ("examples",)), **grid),
-            "2x4": sweep(model, examples, mesh=Mesh(devices.reshape(2, 4), ("variants", "examples")), **grid)}
+    runs = {"one": sweep(model, examples, grid, options=options.replace(mesh=Mesh(devices[:1], ("examples",)))),
+            "2x4": sweep(model, examples, grid, options=options.replace(mesh=Mesh(devices.reshape(2, 4), ("variants", "examples"))))}
     gaps, same = [], True
     for a, b in zip(runs["one"], runs["2x4"]):
         assert a.key == b.key

@@ -172,8 +172,11 @@ def cmd_dynamics(args) -> int:
 
         first = series[0]
         layers = list(range(load_model(first.source, revision=first.revision, tokenizer=False).n_layers))
+    from laser_jax.sweep import SweepOptions
+
     records = dynamics.run_dynamics(series, examples, args.out, layers, taus, rhos, track=track,
                                     run_args={**source, "batch_size": args.batch_size}, info={"argv": args.argv},
-                                    log=lambda text: print(text, file=sys.stderr), batch_size=args.batch_size)
+                                    log=lambda text: print(text, file=sys.stderr),
+                                    options=SweepOptions(batch_size=args.batch_size))
     print(f"{len(records)} checkpoints in {Path(args.out) / dynamics.SUMMARY_CSV}")
     return 0

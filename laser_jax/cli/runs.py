@@ -93,7 +93,12 @@ def open_store(devices, out, run_args, argv):
     """The run directory (refusing another run's); in a multi-process run only process 0 writes."""
     from laser_jax import results
 
-    return devices.open_store(lambda: results.ResultsStore(out, run_args, info={"argv": argv}))
+    def make_store():
+        return results.ResultsStore(out, run_args, info={"argv": argv})
+
+    if devices.num_processes == 1:
+        return make_store()
+    return results.FollowerStore(make_store if devices.is_writer else None)
 
 
 def grid_of(model, layers, taus, rhos):
@@ -124,7 +129,7 @@ def rank_of(model, step) -> int:
 
 def run_exhaustive(model, task, items, store, layers, taus, rhos, args, devices) -> None:
     from laser_jax import results
-    from laser_jax.sweep import sweep
+    from laser_jax.sweep import SweepOptions, sweep
 
     grid = grid_of(model, layers, taus, rhos)
     examples = task.examples(items, model.tokenizer)
@@ -143,8 +148,8 @@ def run_exhaustive(model, task, items, store, layers, taus, rhos, args, devices)
 
     try:
         with devices.matmul_precision():
-            sweep(model, examples, variants=grid, batch_size=args.batch_size, skip=skip, on_row=on_row,
-                  progress=not args.quiet and devices.is_writer, mesh=devices.mesh)
+            sweep(model, examples, grid, options=SweepOptions(batch_size=args.batch_size, mesh=devices.mesh), skip=skip,
+                  on_row=on_row, progress=not args.quiet and devices.is_writer)
     finally:
         store.close()
 
@@ -152,7 +157,9 @@ def run_exhaustive(model, task, items, store, layers, taus, rhos, args, devices)
 def run_selection(model, task, items, store, layers, taus, rhos, args, devices) -> dict:
     """The selection protocol of one task into ``store``; returns the run's wall/CPU seconds per phase, summed over resumes."""
     from laser_jax import protocol, results
+    from laser_jax.ground import timing_line
     from laser_jax.selection import TEST, VALIDATION
+    from laser_jax.sweep import SweepOptions
 
     grid = grid_of(model, layers, taus, rhos)
     examples = task.examples(items, model.tokenizer)
@@ -169,8 +176,9 @@ def run_selection(model, task, items, store, layers, taus, rhos, args, devices) 
                 print(f"resuming {store.directory}: {done} of {len(grid) + 1} variants already scored on validation",
                       file=sys.stderr)
             run = protocol.run_selection(model, examples, grid, recorder, top_n=args.top_n, racing=racing(args),
-                                         split_seed=getattr(args, "split_seed", None), batch_size=args.batch_size, progress=not args.quiet and devices.is_writer,
-                                         mesh=devices.mesh)
+                                         split_seed=getattr(args, "split_seed", None),
+                                         progress=not args.quiet and devices.is_writer,
+                                         options=SweepOptions(batch_size=args.batch_size, mesh=devices.mesh))
         total = recorder.lap(TEST)  # what is left after the last row: the recorder counts time as rows land
     finally:
         store.close()
@@ -178,6 +186,7 @@ def run_selection(model, task, items, store, layers, taus, rhos, args, devices) 
         print(f"racing stopped {len(run.stopped)} of {len(grid)} variants early", file=sys.stderr)
     tested = ", ".join(f"{step.tau}:{step.layer}:{step.rho:g}" for step in run.tested)
     print(f"{store.directory}: tested on the test part: base, {tested}")
+    print(f"{store.directory}: {timing_line(total)}")
     return total
 
 

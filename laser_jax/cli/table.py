@@ -150,6 +150,7 @@ def cmd_compose(args) -> int:
     from laser_jax.loading import load_model
     from laser_jax.models.base import MLP_TAUS
     from laser_jax.selection import compose
+    from laser_jax.sweep import SweepOptions
     from laser_jax.tasks import get_task
 
     run, rows = results.load_results(args.dir)
@@ -170,7 +171,7 @@ def cmd_compose(args) -> int:
     grid_of(model, layers, taus, run_args["rhos"])
     examples = task.examples(items, model.tokenizer)
     result = compose(model, examples, layers=layers, rhos=run_args["rhos"], taus=taus,
-                     split_seed=run_args.get("split_seed"), batch_size=run_args.get("batch_size", 32),
+                     split_seed=run_args.get("split_seed"), options=SweepOptions(batch_size=run_args.get("batch_size", 32)),
                      progress=not args.quiet)
     edits = [edit_text(step) for step in result.steps]
     record = {"run": str(args.dir), "edits": edits,

@@ -16,7 +16,7 @@ from laser_jax.errors import ConfigError
 from laser_jax.export import export_hf
 from laser_jax.laser import Intervention
 from laser_jax.models import gemma3
-from laser_jax.sweep import sweep
+from laser_jax.sweep import SweepOptions, sweep
 from tests.models.hf_tiny import TINY_FAMILY_VOCAB, random_batch, torch_logits
 from tests.test_loading import raises_one_line
 from tests.test_sweep import EXAMPLES, TOP_K, assert_matches_torch, assert_row_is_apply_then_forward, build, torch_scores
@@ -40,7 +40,7 @@ def test_sweep_rows_on_local_and_global_layers_equal_apply_then_forward(tiny):
     """The engine's key check on the sliding layers (first and last block) and the global one, every τ kind."""
     steps = [Intervention(SLIDING, "k_proj", 0.5), Intervention(SLIDING, "fc_out", 0.2), Intervention(FULL, "v_proj", 0.3),
              Intervention(FULL, "fc_in", 0.1), Intervention(2, "out_proj", 0.4), Intervention(2, "fc_up", 0.25)]
-    result = sweep(tiny.model, EXAMPLES, variants=steps, top_k=TOP_K)
+    result = sweep(tiny.model, EXAMPLES, steps, options=SweepOptions(top_k=TOP_K))
     assert_matches_torch(result.base.scores, torch_scores(tiny.torch_model, EXAMPLES))
     for row in result.variants:
         assert_row_is_apply_then_forward(tiny.model, row)

@@ -57,9 +57,9 @@ def examples(items, model):
 
 @pytest.fixture(scope="module")
 def ours(examples, model):
-    from laser_jax.sweep import evaluate
+    from laser_jax.sweep import SweepOptions, evaluate
 
-    scores = evaluate(model, examples, batch_size=256, progress=False).scores
+    scores = evaluate(model, examples, options=SweepOptions(batch_size=256)).scores
     return np.asarray(scores.top1, bool), np.asarray(scores.answer_nll, np.float64)
 
 

@@ -1,0 +1,287 @@
+"""Packing examples into padded batches of a few fixed shapes, so that a run compiles a fixed handful of programs.
+
+:func:`plan_sequences` turns examples into the sequences that score them
+(identical ones shared; single-token candidates and probes read at the end
+of the prompt). A :class:`ShapePlan` fixes, once per run and from the run's
+whole data set, the few batch shapes every batch of the run takes: each a
+number of scored positions, a padded length and a number of rows. Any subset
+of the run's sequences (validation, test, a racing look, a screen) is then
+packed into batches of those shapes only, so the compiled programs of one
+phase serve every other.
+
+How the shapes are chosen (:meth:`ShapePlan.build`): each sequence needs a
+padded length (:func:`length_bucket`: a multiple of an eighth of the next
+power of two) and a power of two of scored positions. Starting from the one
+shape that covers everything, the shape that saves most padded work is added,
+up to ``max_shapes``, while it saves at least :data:`MIN_SAVING` of it and,
+times the number of ``passes`` the run makes over its data (variants plus the
+base), at least ``shape_cost``: what compiling one more shape's programs is
+worth in padded positions. The padded work of a sequence in a shape is its
+length plus :data:`HEAD_WEIGHT` times its scored positions (the head runs at
+every scored position, and on a late-layer variant it costs about as much as
+four positions of a block). So a small run compiles few shapes and pads more,
+and a large one pads little. A
+shape's rows are fixed: ``batch_size``, fewer for long shapes so that rows ×
+length stays within ``batch_tokens``; a phase's last batch of a shape is
+padded up to them. A sequence always lands in the same shape, whatever the
+subset, so its scores do not depend on which phase computed them.
+
+This module knows nothing of JAX: it builds host arrays.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from laser_jax.errors import DataError
+from laser_jax.examples import Example
+
+DEFAULT_MAX_SHAPES = 8
+HEAD_WEIGHT = 4  # padded work of one scored position, in padded positions of a block
+MIN_SAVING = 0.02  # a shape is added only if it saves at least this share of the padded work
+# What one more batch shape costs, in padded positions of one pass: its programs (base pass, base readout, variant
+# program) compile in about 8 s on a 2-core CPU for SmolLM2-135M, which in that time scores about 20,000
+# variant-positions (the exhaustive CounterFact benchmark: 1,398 s for 85 passes over 44,032 padded positions).
+SHAPE_COST = 20_000
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoredSequence:
+    """Tokens fed to the model; ``targets[j]`` is scored at sequence index ``start + j``.
+
+    ``extras`` are token ids whose log-prob is read at index ``start`` (probes
+    and single-token candidates).
+    """
+
+    tokens: tuple[int, ...]
+    start: int
+    targets: tuple[int, ...]
+    extras: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class SequencePlan:
+    """Sequences to run and how each example's scores are read from them.
+
+    Example i's answer is ``sequences[main[i]]``; its probes are extras
+    ``probe_slot[i]`` of that sequence; candidate c is either extra
+    ``choice_slot[i, c]`` of it (single token) or the whole of sequence
+    ``choice_seq[i, c]`` (multi-token; the answer's own sequence when equal).
+    Slots and sequence indices are -1 where absent.
+    """
+
+    sequences: tuple[ScoredSequence, ...]
+    main: np.ndarray
+    answer_first: np.ndarray
+    probe_slot: np.ndarray
+    choice_slot: np.ndarray
+    choice_seq: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def max_targets(self) -> int:
+        return max(len(s.targets) for s in self.sequences)
+
+    @property
+    def max_extras(self) -> int:
+        return max(1, max(len(s.extras) for s in self.sequences))
+
+
+def plan_sequences(examples: Sequence[Example]) -> SequencePlan:
+    """The sequences that score ``examples``, identical ones shared."""
+    sequences: list[ScoredSequence] = []
+    index: dict[ScoredSequence, int] = {}
+
+    def add(prompt, targets, extras=()) -> int:
+        sequence = ScoredSequence(tuple(prompt) + tuple(targets[:-1]), len(prompt) - 1, tuple(targets), tuple(extras))
+        if sequence not in index:
+            index[sequence] = len(sequences)
+            sequences.append(sequence)
+        return index[sequence]
+
+    n = len(examples)
+    n_probes = max((len(e.probe_ids) for e in examples), default=0)
+    n_choices = max((len(e.choice_ids) for e in examples), default=0)
+    main = np.zeros(n, np.int64)
+    probe_slot = np.full((n, n_probes), -1, np.int64)
+    choice_slot = np.full((n, n_choices), -1, np.int64)
+    choice_seq = np.full((n, n_choices), -1, np.int64)
+    for i, example in enumerate(examples):
+        single = tuple(c[0] for c in example.choice_ids if len(c) == 1)
+        main[i] = add(example.prompt_ids, example.answer_ids, tuple(example.probe_ids) + single)
+        probe_slot[i, :len(example.probe_ids)] = np.arange(len(example.probe_ids))
+        slot = len(example.probe_ids)
+        for c, choice in enumerate(example.choice_ids):
+            if len(choice) == 1:
+                choice_slot[i, c], slot = slot, slot + 1
+            elif tuple(choice) == tuple(example.answer_ids):
+                choice_seq[i, c] = main[i]
+            else:
+                choice_seq[i, c] = add(example.prompt_ids, choice)
+    return SequencePlan(
+        sequences=tuple(sequences), main=main,
+        answer_first=np.array([e.answer_ids[0] for e in examples], np.int64),
+        probe_slot=probe_slot, choice_slot=choice_slot, choice_seq=choice_seq,
+        labels=np.array([e.label if e.choice_ids else -1 for e in examples], np.int64),
+    )
+
+
+def length_bucket(n: int, minimum: int = 8) -> int:
+    """The padded length for n: 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, ... (under a fifth of it padding).
+
+    Above ``minimum``, n rounds up to a multiple of an eighth of the next power
+    of two: the lengths a :class:`ShapePlan` chooses its shapes from.
+    """
+    if n <= minimum:
+        return minimum
+    return round_up(n, max(1, power_of_two(n) // 8))
+
+
+def rows_per_batch(length: int, batch_size: int, batch_tokens: int) -> int:
+    """``batch_size`` rows, or fewer (at least one) so that rows × ``length`` stays within ``batch_tokens``."""
+    return max(1, min(batch_size, batch_tokens // length))
+
+
+def power_of_two(n: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
+
+
+def round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """One padded batch (host arrays); ``rows[i]`` is the sequence index of batch row i (real rows only)."""
+
+    ids: np.ndarray  # [B, T] int32
+    mask: np.ndarray  # [B, T] bool
+    select: np.ndarray  # [B, A] int32, the scored sequence indices
+    targets: np.ndarray  # [B, A] int32
+    extras: np.ndarray  # [B, G] int32
+    rows: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class BatchShape:
+    """One batch shape: ``targets`` scored positions per row, ``length`` tokens per row, ``rows`` rows."""
+
+    targets: int
+    length: int
+    rows: int
+
+    @property
+    def work(self) -> int:
+        """Padded work of one row (see the module docstring)."""
+        return self.length + HEAD_WEIGHT * self.targets
+
+    def covers(self, need: tuple[int, int]) -> bool:
+        return self.targets >= need[0] and self.length >= need[1]
+
+
+def sequence_need(sequence: ScoredSequence) -> tuple[int, int]:
+    """The (scored positions, padded length) a sequence needs at least."""
+    return power_of_two(len(sequence.targets)), length_bucket(len(sequence.tokens))
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapePlan:
+    """The batch shapes of one run, fixed once from its whole data set (see the module docstring).
+
+    ``shapes`` in increasing order; ``extras``: the width of every batch's
+    extras (a power of two, at least 1). Build it with :meth:`build`; pack
+    any subset of the run's sequences with :meth:`batches`.
+    """
+
+    shapes: tuple[BatchShape, ...]
+    extras: int
+
+    @classmethod
+    def build(cls, sequences: Iterable[ScoredSequence], batch_size: int, batch_tokens: int | None = None,
+              multiple: int = 1, max_shapes: int = DEFAULT_MAX_SHAPES, passes: float = 1.0,
+              shape_cost: float = 0.0) -> "ShapePlan":
+        """The shapes for ``sequences``: at most ``max_shapes``, rows a multiple of ``multiple`` (example shards);
+        ``passes`` and ``shape_cost`` (padded positions; 0: free) as in the module docstring."""
+        sequences = list(sequences)
+        if not sequences:
+            raise DataError("cannot plan batch shapes for no sequences")
+        if batch_size < 1 or max_shapes < 1:
+            raise DataError(f"batch_size and max_shapes must be at least 1, got {batch_size} and {max_shapes}")
+        batch_tokens = 16 * batch_size if batch_tokens is None else batch_tokens
+        needs = collections.Counter(sequence_need(s) for s in sequences)
+        targets = sorted({a for a, _ in needs})
+        lengths = sorted({t for _, t in needs})
+
+        def shape(a: int, t: int) -> BatchShape:
+            return BatchShape(a, t, round_up(rows_per_batch(t, batch_size, batch_tokens), multiple))
+
+        def padded_work(chosen: list[BatchShape]) -> int:
+            return sum(count * min(s.work for s in chosen if s.covers(need)) for need, count in needs.items())
+
+        chosen = [shape(targets[-1], lengths[-1])]  # the one shape that holds every sequence
+        candidates = [shape(a, t) for a in targets for t in lengths]
+        while len(chosen) < max_shapes:
+            remaining = [c for c in candidates if c not in chosen]
+            if not remaining:
+                break
+            current = padded_work(chosen)
+            work, best = min((padded_work(chosen + [c]), c) for c in remaining)
+            if current - work < MIN_SAVING * current or (current - work) * passes < shape_cost:
+                break
+            chosen.append(best)
+        return cls(tuple(sorted(chosen)), power_of_two(max(1, max(len(s.extras) for s in sequences))))
+
+    def shape_for(self, sequence: ScoredSequence) -> BatchShape:
+        """The shape a sequence always lands in: the least padded work among the shapes that hold it."""
+        need = sequence_need(sequence)
+        fitting = [s for s in self.shapes if s.covers(need)]
+        if not fitting or len(sequence.extras) > self.extras:
+            raise DataError(f"a sequence of {len(sequence.tokens)} tokens, {len(sequence.targets)} scored and "
+                            f"{len(sequence.extras)} extras does not fit the run's batch shapes {self.describe()}")
+        return min(fitting, key=lambda s: (s.work, s))
+
+    def describe(self) -> str:
+        return ", ".join(f"{s.rows}x{s.length} ({s.targets} scored)" for s in self.shapes) + f", {self.extras} extras"
+
+    def batches(self, plan: SequencePlan) -> list[Batch]:
+        """``plan``'s sequences packed into batches of the planned shapes (in shape order, then sequence order)."""
+        by_shape: dict[BatchShape, list[int]] = {s: [] for s in self.shapes}
+        for index, sequence in enumerate(plan.sequences):
+            by_shape[self.shape_for(sequence)].append(index)
+        batches = []
+        for shape, members in by_shape.items():
+            for first in range(0, len(members), shape.rows):
+                batches.append(self.pack(shape, plan, np.array(members[first:first + shape.rows], np.int64)))
+        return batches
+
+    def pack(self, shape: BatchShape, plan: SequencePlan, rows: np.ndarray) -> Batch:
+        ids = np.zeros((shape.rows, shape.length), np.int32)
+        mask = np.zeros((shape.rows, shape.length), bool)
+        mask[:, 0] = True  # padding rows hold one dummy token
+        select = np.zeros((shape.rows, shape.targets), np.int32)
+        targets = np.zeros((shape.rows, shape.targets), np.int32)
+        extras = np.zeros((shape.rows, self.extras), np.int32)
+        for i, s in enumerate(plan.sequences[r] for r in rows):
+            ids[i, :len(s.tokens)] = s.tokens
+            mask[i, :len(s.tokens)] = True
+            select[i] = s.start
+            select[i, :len(s.targets)] += np.arange(len(s.targets))
+            targets[i, :len(s.targets)] = s.targets
+            extras[i, :len(s.extras)] = s.extras
+        return Batch(ids, mask, select, targets, extras, rows)
+
+
+def make_batches(plan: SequencePlan, batch_size: int, multiple: int = 1, batch_tokens: int | None = None,
+                 max_shapes: int = DEFAULT_MAX_SHAPES) -> list[Batch]:
+    """``plan``'s sequences in batches of a :class:`ShapePlan` built from them alone (for a one-off pass)."""
+    return ShapePlan.build(plan.sequences, batch_size, batch_tokens, multiple, max_shapes).batches(plan)
+
+
+__all__ = ["ScoredSequence", "SequencePlan", "plan_sequences", "length_bucket", "rows_per_batch", "power_of_two",
+           "round_up", "Batch", "BatchShape", "ShapePlan", "sequence_need", "make_batches", "DEFAULT_MAX_SHAPES",
+           "HEAD_WEIGHT", "MIN_SAVING", "SHAPE_COST"]

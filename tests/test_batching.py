@@ -1,0 +1,99 @@
+"""Packing into a run's fixed batch shapes: sequences shared, few shapes chosen from the whole data set, every
+sequence in exactly one batch and always in the same shape, known answers for the padded lengths and rows."""
+
+import numpy as np
+import pytest
+
+from laser_jax.batching import (HEAD_WEIGHT, BatchShape, ShapePlan, length_bucket, make_batches, plan_sequences,
+                                rows_per_batch, sequence_need)
+from laser_jax.errors import DataError
+from laser_jax.examples import Example
+from tests.test_sweep import EXAMPLES  # six examples: probes, choices, a repeat
+
+
+
+def lengths_examples(lengths, targets=1):
+    """One example per length n, all different: a sequence of n tokens (prompt n + 1 - targets, then the answer)."""
+    return [Example(tuple(range(1 + i, n + 2 - targets + i)), tuple(range(200, 200 + targets)))
+            for i, n in enumerate(lengths)]
+
+
+def test_plan_shares_sequences_and_reads_single_token_candidates_at_the_prompt_end():
+    plan = plan_sequences(EXAMPLES)
+    assert plan.main[0] == plan.main[5]
+    assert plan.choice_seq[2, 0] == plan.main[2]  # the gold multi-token choice is the answer's own sequence
+    assert plan.choice_slot[2, 1] == 0 and plan.choice_seq[2, 2] >= 0
+    assert plan.sequences[plan.main[3]].extras == (1, 70)  # probe, then the single-token choice
+    batches = make_batches(plan, batch_size=4)
+    assert sorted(np.concatenate([b.rows for b in batches]).tolist()) == list(range(len(plan.sequences)))
+    assert {b.extras.shape[1] for b in batches} == {4}  # one extras width for the run: 3 probes, padded to 4
+
+
+def test_length_buckets_and_rows_known_answers():
+    assert [length_bucket(n) for n in (1, 8, 9, 13, 17, 25, 33, 49, 65)] == [8, 8, 10, 14, 20, 28, 40, 56, 80]
+    assert [rows_per_batch(length, 48, 1024) for length in (8, 24, 40, 64, 2000)] == [48, 42, 25, 16, 1]
+
+
+def test_one_length_gives_one_shape_and_full_batches_padded_up():
+    """Ten single-token sequences of length 6: one shape, 4 rows each; the last batch is padded to 4 rows."""
+    plan = plan_sequences(lengths_examples([6] * 10))
+    shapes = ShapePlan.build(plan.sequences, batch_size=4)
+    assert shapes.shapes == (BatchShape(targets=1, length=8, rows=4),) and shapes.extras == 1
+    batches = shapes.batches(plan)
+    assert [b.ids.shape for b in batches] == [(4, 8)] * 3
+    assert [len(b.rows) for b in batches] == [4, 4, 2]
+    assert batches[-1].mask[2:].sum() == 2  # padding rows hold one dummy token each
+
+
+def test_shapes_are_added_while_they_save_padded_work():
+    """Sixty short sequences, three of length 9 and two long ones: a shape for the short ones saves most
+    padding, one for the 9s saves 10% more; with a single 9 among 300 short ones it would save under 2%."""
+    lengths = [6] * 60 + [9] * 3 + [40] * 2
+    plan = plan_sequences(lengths_examples(lengths))
+    shapes = ShapePlan.build(plan.sequences, batch_size=16, batch_tokens=256)
+    assert [(s.length, s.rows) for s in shapes.shapes] == [(8, 16), (10, 16), (40, 6)]
+    padded = sum(min(s.work for s in shapes.shapes if s.covers(sequence_need(q))) for q in plan.sequences)
+    assert padded == 60 * (8 + HEAD_WEIGHT) + 3 * (10 + HEAD_WEIGHT) + 2 * (40 + HEAD_WEIGHT)
+    rare = plan_sequences(lengths_examples([6] * 300 + [9] + [40] * 2))
+    assert [s.length for s in ShapePlan.build(rare.sequences, batch_size=16, batch_tokens=256).shapes] == [8, 40]
+    capped = ShapePlan.build(plan.sequences, batch_size=16, batch_tokens=256, max_shapes=1)
+    assert [(s.length, s.rows) for s in capped.shapes] == [(40, 6)]  # the one shape that holds everything
+
+
+def test_a_shape_is_added_only_when_the_run_makes_enough_passes_to_pay_for_its_compiles():
+    """The same data: one pass of a run cannot pay for a second shape's compiles; 85 passes can."""
+    plan = plan_sequences(lengths_examples([6] * 60 + [9] * 3 + [40] * 2))
+    saving = 60 * (40 - 8)  # padded positions a shape of length 8 saves on one pass
+    few = ShapePlan.build(plan.sequences, batch_size=16, batch_tokens=256, passes=1, shape_cost=saving + 1)
+    many = ShapePlan.build(plan.sequences, batch_size=16, batch_tokens=256, passes=85, shape_cost=saving + 1)
+    assert [s.length for s in few.shapes] == [40] and [s.length for s in many.shapes] == [8, 10, 40]
+
+
+def test_multi_token_answers_get_their_own_shape_and_every_sequence_lands_once():
+    examples = lengths_examples([6] * 40) + lengths_examples([7] * 8, targets=3)
+    plan = plan_sequences(examples)
+    shapes = ShapePlan.build(plan.sequences, batch_size=8)
+    assert {s.targets for s in shapes.shapes} == {1, 4}
+    batches = shapes.batches(plan)
+    assert sorted(np.concatenate([b.rows for b in batches]).tolist()) == list(range(len(plan.sequences)))
+    for batch in batches:
+        (shape,) = [s for s in shapes.shapes if (s.rows, s.length, s.targets) == (*batch.ids.shape, batch.select.shape[1])]
+        assert all(shapes.shape_for(plan.sequences[r]) == shape for r in batch.rows)
+
+
+def test_a_subset_packs_into_the_same_shapes_and_a_stranger_is_refused():
+    lengths = [3, 5, 8, 12, 15, 20, 27, 33, 40, 9, 10, 11] * 4
+    examples = lengths_examples(lengths)
+    whole = plan_sequences(examples)
+    shapes = ShapePlan.build(whole.sequences, batch_size=8, batch_tokens=128, multiple=2, max_shapes=4)
+    assert [(s.length, s.rows) for s in shapes.shapes] == [(8, 8), (12, 8), (20, 6), (40, 4)]
+
+    def shape_of(plan):
+        return {plan.sequences[r]: (b.ids.shape, b.select.shape[1]) for b in shapes.batches(plan) for r in b.rows}
+
+    in_whole, in_part = shape_of(whole), shape_of(plan_sequences(examples[5:17]))
+    assert len(in_part) == 12 and all(in_part[q] == in_whole[q] for q in in_part)  # the same shape in any subset
+    with pytest.raises(DataError, match="does not fit the run's batch shapes"):
+        shapes.batches(plan_sequences(lengths_examples([41])))
+    with pytest.raises(DataError):
+        ShapePlan.build([], batch_size=8)
