@@ -4,7 +4,7 @@
    ``docs/``, e.g. ``![IOI](../experiments/results/ioi.png)``, which GitHub renders as is; this hook adds each such
    figure to the build (under ``figures/``) so that the same link resolves on the built site, with no copy in
    ``docs/``. A link to a figure that does not exist is left alone, so MkDocs reports it.
-2. The docstrings use reStructuredText roles (``:func:`apply```, ``:data:`~laser_jax.sweep.MESH_AXES```); the API
+2. The docstrings use reStructuredText roles (``:func:`apply```, ``:data:`~laser_jax.devices.MESH_AXES```); the API
    pages show the name as code without the role, and ``~`` keeps the last part of the name only, as Sphinx does.
 """
 

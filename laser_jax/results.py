@@ -517,9 +517,9 @@ class StoreRecorder:
         if not self.writer:
             return total
         for phase, values in seconds.items():
-            for name, value in values.items():
-                total.setdefault(phase, {}).setdefault(name, 0.0)
-                total[phase][name] = round(total[phase][name] + value, 3)
+            phase_total = total.setdefault(phase, {})
+            for name, value in values.items():  # counts (programs) stay integers, seconds are rounded to ms
+                phase_total[name] = round(phase_total.get(name, 0) + value, 3)
         write_text_atomic(path, json.dumps(total, indent=2, sort_keys=True) + "\n")
         return total
 

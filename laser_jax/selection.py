@@ -216,8 +216,8 @@ def compose(model, examples: Sequence[Example], layers: Optional[Iterable[int]] 
                        progress=progress)
         return [result.row(c).metrics[metric] for c in candidates]
 
-    def scored(model, part):
-        return evaluate(model, part, options=options, plan=plan).metrics
+    def scored(scored_model, part):
+        return evaluate(scored_model, part, options=options, plan=plan).metrics
 
     base_validation = scored(model, validation_examples)
     steps, _, trials = greedy_search(stages, base_validation[metric], score_stage)
