@@ -14,9 +14,10 @@ padded length (:func:`length_bucket`: a multiple of an eighth of the next
 power of two) and a power of two of scored positions. Starting from the one
 shape that covers everything, the shape that saves most padded work is added,
 up to ``max_shapes``, while it saves at least :data:`MIN_SAVING` of it and,
-times the number of ``passes`` the run makes over its data (variants plus the
-base), at least ``shape_cost``: what compiling one more shape's programs is
-worth in padded positions. The padded work of a sequence in a shape is its
+times the number of ``passes`` the run makes over its data, at least
+``shape_cost``: what compiling one more shape's programs is worth in padded
+positions of one pass. A pass is one forward of the whole model: the base is
+one, a variant of layer ℓ of L runs only the blocks from ℓ on, (L - ℓ) / L. The padded work of a sequence in a shape is its
 length plus :data:`HEAD_WEIGHT` times its scored positions (the head runs at
 every scored position, and on a late-layer variant it costs about as much as
 four positions of a block). So a small run compiles few shapes and pads more,
@@ -44,10 +45,10 @@ from laser_jax.examples import Example
 DEFAULT_MAX_SHAPES = 8
 HEAD_WEIGHT = 4  # padded work of one scored position, in padded positions of a block
 MIN_SAVING = 0.02  # a shape is added only if it saves at least this share of the padded work
-# What one more batch shape costs, in padded positions of one pass: its programs (base pass, base readout, variant
-# program) compile in about 8 s on a 2-core CPU for SmolLM2-135M, which in that time scores about 20,000
-# variant-positions (the exhaustive CounterFact benchmark: 1,398 s for 85 passes over 44,032 padded positions).
-SHAPE_COST = 20_000
+# What one more batch shape costs, in padded positions of one whole-model pass: its programs (base pass, base readout,
+# a variant program of each call size) compile in about 5.5 s on a 2-core CPU for SmolLM2-135M, in which time it runs
+# about 4,000 positions through all 30 blocks (a base pass of 32 x 32 positions: 1.4 s).
+SHAPE_COST = 4_000
 
 
 @dataclasses.dataclass(frozen=True)

@@ -461,11 +461,13 @@ def stack_factors(per_layer: list, dtype) -> LowRank:
     return LowRank(*(jnp.stack([getattr(f, name) for f in padded]).astype(dtype) for name in ("u", "s", "vt")))
 
 
-def pad_rank(factors: LowRank, width: int) -> LowRank:
-    """The same matrix with its factors zero-padded to rank ``width``."""
-    extra = width - factors.s.shape[-1]
-    return LowRank(jnp.pad(factors.u, ((0, 0), (0, extra))), jnp.pad(factors.s, (0, extra)),
-                   jnp.pad(factors.vt, ((0, extra), (0, 0))))
+def pad_rank(factors: LowRank, width: int, rows: Optional[int] = None, cols: Optional[int] = None) -> LowRank:
+    """The same matrix with its factors zero-padded to rank ``width`` (and, when given, to a larger matrix of
+    ``rows`` × ``cols``, the original in its top-left corner)."""
+    (m, k), n = factors.u.shape, factors.vt.shape[-1]
+    down, right, extra = (rows or m) - m, (cols or n) - n, width - k
+    return LowRank(jnp.pad(factors.u, ((0, down), (0, extra))), jnp.pad(factors.s, (0, extra)),
+                   jnp.pad(factors.vt, ((0, extra), (0, right))))
 
 
 def expand_grid(layers: Iterable[int], taus: Iterable[str], rhos: Iterable[float]) -> list[Intervention]:

@@ -23,8 +23,8 @@ How the work is shared (the design points of the spec):
    ``rank_buckets`` the edited block alone is unrolled over the variants,
    each at its own static width.
 3. **No wasted head.** The last block's queries and MLP, and the head, run only
-   at the scored positions (``select``), for the base (:func:`base_readout`)
-   and inside :func:`variant_readouts`. Batches are grouped by their number of
+   at the scored positions (``select``), in :func:`variant_readouts` (which
+   also reads the base out, through its unedited branch). Batches are grouped by their number of
    scored positions, so a few multi-token answers do not widen the rest, and
    capped in rows × padded length, so a few long sequences do not pad full
    batches (:mod:`laser_jax.batching`).
@@ -292,43 +292,39 @@ def run_between(family, cfg, params, h, mask, start, stop):
     return base.run_blocks(family, cfg, params, h, context_of(mask), start, stop)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def base_readout(family, cfg, params, h, batch: "DeviceBatch") -> Readout:
-    """The base's readout from the state entering the last block: that block at the scored indices only
-    ([B, T, d] -> [B, A, d]), then the head."""
-    last = base.n_layers(params) - 1
-    scored = base.block(family, cfg, base.layer_params(params, last), h, context_of(batch.mask), batch.select)
-    return read_logits(family.head(params, cfg, scored), batch.targets, batch.extras)
-
-
 def edited_blocks(family, cfg, taus: tuple, per_variant_factors: bool, widths: Optional[tuple], block_params, h, ctx,
-                  select, factors, ranks):
-    """Outputs [V, ...] of one block whose matrices ``taus`` keep the singular indices ``ranks[tau]`` [V, 2]
-    (``[0, k)``: LASER's rank-k truncation; ``[k, r)``: the removed part).
+                  factors: tuple, ranks: tuple, attention_stage: Optional[tuple] = None):
+    """Outputs [V, B, T, d] of one block whose matrices ``taus`` keep the singular indices ``ranks[j]`` [V, 2]
+    of ``taus[j]`` (``[0, k)``: LASER's rank-k truncation; ``[k, r)``: the removed part).
 
-    ``widths`` None: full-width factors with masked singular values, vmapped
-    over the variants, so ``x @ u`` is shared (unless ``per_variant_factors``:
-    one factorisation per variant). Otherwise ``widths[v]`` holds variant v's
-    static factor width per τ (rank buckets): each variant runs with its
-    factors cut to those widths, so its cost follows its rank, and the
-    outputs are stacked. An MLP-only edit shares the attention stage either way.
+    ``factors[j]``: the SVD of ``taus[j]``, possibly zero-padded to a larger
+    matrix (one buffer serves several τs, :func:`variant_readouts`); it is cut
+    to the matrix's shape here. ``widths`` None: full-width factors with
+    masked singular values, vmapped over the variants, so ``x @ u`` is shared
+    (unless ``per_variant_factors``: one factorisation per variant).
+    Otherwise ``widths[v]`` holds variant v's static factor width per τ (rank
+    buckets): each variant runs with its factors cut to those widths, so its
+    cost follows its rank, and the outputs are stacked. An MLP-only edit
+    shares the block's unedited ``attention_stage`` (residual, MLP input).
     """
 
     def edited(variant_ranks, variant_factors, variant_widths=None):
-        def cut(tau):
-            f = variant_factors[tau]
-            if variant_widths is not None:
-                w = variant_widths[taus.index(tau)]
-                f = LowRank(f.u[:, :w], f.s[:w], f.vt[:w])
-            return window_factors(f, variant_ranks[tau])
+        def cut(j, tau):
+            m, n = block_params[tau].shape[-2:]
+            r = min(m, n) if variant_widths is None else variant_widths[j]
+            f = variant_factors[j]
+            return window_factors(LowRank(f.u[..., :m, :r], f.s[..., :r], f.vt[..., :r, :n]), variant_ranks[j])
 
-        return {**block_params, **{tau: cut(tau) for tau in taus}}
+        return {**block_params, **{tau: cut(j, tau) for j, tau in enumerate(taus)}}
 
     if all(tau in base.MLP_TAUS for tau in taus):
-        residual, mlp_input = family.attention_stage(block_params, cfg, h, ctx, select)
+        residual, mlp_input = attention_stage or family.attention_stage(block_params, cfg, h, ctx, None)
         run = lambda p: residual + family.mlp(p, cfg, mlp_input)  # noqa: E731
     else:
-        run = lambda p: base.block(family, cfg, p, h, ctx, select)  # noqa: E731
+        run = lambda p: base.block(family, cfg, p, h, ctx)  # noqa: E731
+    if not taus:  # the unedited block, once per variant of the call (as many as the ranks have)
+        out = run(block_params)
+        return jnp.broadcast_to(out, (len(ranks[0]) if ranks else 1,) + out.shape)
     if widths is None:
         in_axes = (0, 0 if per_variant_factors else None)
         return jax.vmap(lambda r, f: run(edited(r, f)), in_axes=in_axes)(ranks, factors)
@@ -338,38 +334,43 @@ def edited_blocks(family, cfg, taus: tuple, per_variant_factors: bool, widths: O
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def variant_readouts(family, cfg, taus: tuple, per_variant_factors: bool, widths: Optional[tuple],
-                     params, h, batch: "DeviceBatch", layer, factors, ranks) -> Readout:
+def variant_readouts(family, cfg, branches: tuple, per_variant_factors: bool, widths: Optional[tuple],
+                     params, h, batch: "DeviceBatch", layer, branch, factors: tuple, ranks: tuple) -> Readout:
     """Readouts [V, ...] of the variants that edit block ``layer``, from the base state ``h`` entering it.
 
-    ``layer`` is traced, the last block included: a ``lax.cond`` picks, at run
-    time, between editing the last block (at the scored indices only) and
-    editing an earlier one, so one program serves every layer. ``widths``:
-    see :func:`edited_blocks`. After an earlier edited block, the blocks up to
-    the last run at every index (their keys and values feed the last block),
-    the last block and the head at the scored indices only, all vmapped over
-    the variants: the parameters are broadcast, so the variant axis folds into
-    the rows of every matmul.
+    ``branches``: the τ sets this program can edit (a run's whole grid, see
+    :class:`SweepPlan`); ``branch`` (traced) picks the one these variants
+    edit, at run time (``lax.switch``), so that one program serves every τ:
+    ``factors[j]`` then holds the j-th τ's SVD zero-padded to the largest
+    j-th matrix of the branches. The block's attention stage, unedited, runs
+    once outside the switch for its MLP-only branches. ``layer`` is traced
+    too, the last block included: the edited block runs at every index, then
+    a ``lax.cond`` either reads it at the scored indices (the last block) or
+    runs the blocks up to the last at every index (their keys and values feed
+    the last block), and the last one at the scored indices only. ``widths``:
+    see :func:`edited_blocks`. All is vmapped over the variants: the
+    parameters are broadcast, so the variant axis folds into the rows of
+    every matmul.
     """
     ctx = context_of(batch.mask)
     last = base.n_layers(params) - 1
-    last_params = base.layer_params(params, last)
+    last_params, block_params = base.layer_params(params, last), base.layer_params(params, layer)
+    stage = None
+    if any(all(tau in base.MLP_TAUS for tau in taus) for taus in branches):
+        stage = family.attention_stage(block_params, cfg, h, ctx, None)
 
-    def edit_last(h):
-        return edited_blocks(family, cfg, taus, per_variant_factors, widths, last_params, h, ctx, batch.select,
-                             factors, ranks)
+    def edit_taus(taus):
+        return lambda h: edited_blocks(family, cfg, taus, per_variant_factors, widths, block_params, h, ctx,
+                                       factors, ranks, stage)
 
-    def edit_earlier(h):
-        out = edited_blocks(family, cfg, taus, per_variant_factors, widths, base.layer_params(params, layer), h, ctx,
-                            None, factors, ranks)
+    out = jax.lax.switch(branch, [edit_taus(taus) for taus in branches], h)
 
-        def to_scored(x):
-            x = base.run_blocks(family, cfg, params, x, ctx, layer + 1, last)
-            return base.block(family, cfg, last_params, x, ctx, batch.select)
+    def to_scored(x):
+        x = base.run_blocks(family, cfg, params, x, ctx, layer + 1, last)
+        return base.block(family, cfg, last_params, x, ctx, batch.select)
 
-        return jax.vmap(to_scored)(out)
-
-    scored = jax.lax.cond(layer == last, edit_last, edit_earlier, h)
+    scored = jax.lax.cond(layer == last, lambda out: jax.vmap(lambda x: base.gather_positions(x, batch.select))(out),
+                          lambda out: jax.vmap(to_scored)(out), out)
     return jax.vmap(lambda x: read_logits(family.head(params, cfg, x), batch.targets, batch.extras))(scored)
 
 
@@ -432,7 +433,7 @@ class VariantGroup:
     layer: int
     taus: tuple[str, ...]
     interventions: tuple[Intervention, ...]
-    ranks: dict  # tau -> np.ndarray [V, 2], the kept singular indices [lo, hi) (padded by repeating the last variant)
+    ranks: tuple  # per τ of ``taus``, np.ndarray [V, 2]: the kept singular indices [lo, hi) (padded by repeating the last variant)
     widths: Optional[tuple]  # per variant, its static factor width per τ (rank buckets); None: full width, masked
 
 
@@ -460,8 +461,8 @@ def group_variants(model, interventions: Sequence[Intervention], chunk: int, mul
         part = interventions[start:start + size]
         start += len(part)
         padded = part + [part[-1]] * (size - len(part))
-        ranks = {tau: np.array([keep_window(iv, shapes[tau]) for iv in padded], np.int32) for tau in taus}
-        widths = (tuple(tuple(rank_width(int(ranks[tau][v, 1]), min(shapes[tau][-2:])) for tau in taus)
+        ranks = tuple(np.array([keep_window(iv, shapes[tau]) for iv in padded], np.int32) for tau in taus)
+        widths = (tuple(tuple(rank_width(int(ranks[j][v, 1]), min(shapes[tau][-2:])) for j, tau in enumerate(taus))
                         for v in range(len(padded))) if bucketed else None)
         groups.append(VariantGroup(first.layer, taus, tuple(part), ranks, widths))
     return groups
@@ -555,13 +556,20 @@ class SweepPlan:
     ``shapes``: the batch shapes; ``variant_chunk``: the variants of a full
     call (other calls hold one per variant shard, :func:`group_variants`);
     ``state_slots``: how many hidden states the base pass keeps (a power of
-    two; 1 when the run's states would not fit ``prefix_budget_bytes``).
+    two; 1 when the run's states would not fit ``prefix_budget_bytes``);
+    ``branches``: the τ sets of the grid, and ``()`` (the base's readout),
+    which one variant program edits (:func:`variant_readouts`), and
+    ``factor_slots`` the (rows, rank, cols) their factors are padded to;
+    ``branches`` is empty (a program per τ set) where factors differ per
+    variant (``rank_buckets``, randomized) or are split over model shards.
     """
 
     shapes: ShapePlan
     placement: Placement
     variant_chunk: int
     state_slots: int
+    branches: tuple = ()
+    factor_slots: tuple = ()
 
     @classmethod
     def build(cls, model, examples: Sequence[Example], variants: Iterable[Intervention] = (),
@@ -573,7 +581,7 @@ class SweepPlan:
         placement = Placement(default_mesh(model) if options.mesh is None else options.mesh)
         sequences = plan_sequences(examples).sequences
         shapes = ShapePlan.build(sequences, options.batch_size, options.batch_tokens, placement.example_shards,
-                                 options.max_shapes, passes=len(variants) + 1, shape_cost=SHAPE_COST)
+                                 options.max_shapes, passes=model_passes(model, variants), shape_cost=SHAPE_COST)
         largest = max(collections.Counter((iv.layer, iv.tau) for iv in variants).values(), default=1)
         budget = options.variant_chunk or default_variant_chunk(model, shapes, placement.activation_budget())
         chunk = round_up(min(budget, largest), placement.variant_shards)
@@ -581,10 +589,31 @@ class SweepPlan:
         tokens = sum(shapes.shape_for(s).length for s in sequences)
         state_bytes = tokens * hidden_size(model) * jnp.dtype(model.dtype).itemsize
         slots = power_of_two(layers) if layers and state_bytes * power_of_two(layers) <= options.prefix_budget_bytes else 1
-        return cls(shapes, placement, chunk, slots)
+        if options.method != "exact" or options.rank_buckets or placement.model_shards > 1:
+            return cls(shapes, placement, chunk, slots)
+        order = {tau: i for i, tau in enumerate(model.taus)}
+        edited = {check_intervention(model, iv) for iv in variants}
+        branches = ((),) + tuple(sorted(edited, key=lambda taus: [order[tau] for tau in taus]))
+        return cls(shapes, placement, chunk, slots, branches, factor_slots(model, branches))
 
 
 # ----------------------------------------------------------------------------- the sweep
+
+
+def model_passes(model, variants: Sequence[Intervention]) -> float:
+    """The run's work over its data in whole-model passes: the base pass, and (L - ℓ) / L per variant of layer ℓ."""
+    layers = base.n_layers(model.params)
+    return 1.0 + sum((layers - iv.layer) / layers for iv in variants)
+
+
+def factor_slots(model, branches: Sequence[tuple[str, ...]]) -> tuple[tuple[int, int, int], ...]:
+    """Per position j of a τ set, the (rows, rank, cols) that hold the j-th matrix's full SVD of every set."""
+    blocks = model.params["blocks"]
+    slots = []
+    for j in range(max((len(taus) for taus in branches), default=0)):
+        shapes = [blocks[taus[j]].shape[-2:] for taus in branches if len(taus) > j]
+        slots.append((max(m for m, _ in shapes), max(min(m, n) for m, n in shapes), max(n for _, n in shapes)))
+    return tuple(slots)
 
 
 def sweep(model, examples: Sequence[Example], variants: Iterable[Intervention] = (), *,
@@ -654,6 +683,7 @@ class _SweepRun:
         self.model, self.family, self.cfg = model, model.family, model.config
         self.top_k, self.on_row, self.bar = top_k, on_row, bar
         self.placement, self.slots = plan.placement, plan.state_slots
+        self.branches, self.factor_slots, self.zero_slots = plan.branches, plan.factor_slots, None
         self.plan = plan_sequences(examples)
         self.host_batches = plan.shapes.batches(self.plan)
         self.batches = [DeviceBatch(*self.placement.put((b.ids, b.mask, b.select, b.targets, b.extras),
@@ -682,12 +712,15 @@ class _SweepRun:
         kept = swept_layers if keep_all else swept_layers[:1]
         save_at = self.placement.put(np.array(kept + [-1] * (self.slots - len(kept)), np.int32))
         readouts = []
+        unedited = self.program_args((), (), (), self.placement.variant_shards, False, None)
         for batch, saved in zip(self.batches, self.states):
             states, entering_last = base_pass(self.family, self.cfg, self.params, batch.ids, batch.mask, save_at)
             saved.update({layer: state_at(states, np.int32(i)) for i, layer in enumerate(kept)})
-            if need_base:
-                readouts.append(base_readout(self.family, self.cfg, self.params, entering_last, batch))
-        return self.scores(readouts) if need_base else None
+            if need_base:  # the variant program's unedited branch, at the last layer
+                readouts.append(self.variant_program(unedited, entering_last, batch, base.n_layers(self.params) - 1))
+        if not need_base:
+            return None
+        return self.scores([jax.tree.map(lambda leaf: leaf[0], Placement.fetch(readout)) for readout in readouts])
 
     def advance_states(self, layer: int) -> None:
         """Make every batch's kept state the one entering ``layer``."""
@@ -702,12 +735,30 @@ class _SweepRun:
         for saved in self.states:
             saved.pop(layer, None)
 
+    def program_args(self, taus: tuple, factors: tuple, ranks: tuple, n_variants: int, per_variant: bool, widths):
+        """The branches, branch, factors and ranks of :func:`variant_readouts` for one call that edits ``taus``:
+        the run's one program (factors padded to its slots, absent slots zero) where it can, else one for ``taus``."""
+        branches = (taus,)
+        if widths is None and not per_variant and taus in self.branches:
+            branches, slots = self.branches, self.factor_slots
+            if self.zero_slots is None:
+                self.zero_slots = self.placement.put(tuple(LowRank(np.zeros((m, r), np.float32), np.zeros(r, np.float32),
+                                                                   np.zeros((r, n), np.float32)) for m, r, n in slots))
+            factors = tuple(f if f.u.shape == (m, r) and f.vt.shape == (r, n) else pad_rank(f, r, m, n)
+                            for f, (m, r, n) in zip(factors, slots)) + self.zero_slots[len(factors):]
+            ranks = tuple(ranks) + tuple(np.zeros((n_variants, 2), np.int32) for _ in slots[len(ranks):])
+        return branches, per_variant, widths, np.int32(branches.index(taus)), factors, \
+            self.placement.put(ranks, self.placement.variant_axis)
+
+    def variant_program(self, args: tuple, h, batch: "DeviceBatch", layer: int) -> Readout:
+        branches, per_variant, widths, branch, factors, ranks = args
+        return variant_readouts(self.family, self.cfg, branches, per_variant, widths, self.params, h, batch,
+                                np.int32(layer), branch, factors, ranks)
+
     def score_group(self, group: VariantGroup, factors, per_variant: bool) -> None:
         """Run one call's variants on every batch (vmapped, one call per batch) and emit their rows."""
-        ranks = self.placement.put(dict(group.ranks), self.placement.variant_axis)
-        layer = np.int32(group.layer)
-        per_batch = [variant_readouts(self.family, self.cfg, group.taus, per_variant, group.widths,
-                                      self.params, saved[group.layer], batch, layer, factors, ranks)
+        args = self.program_args(group.taus, factors, group.ranks, len(group.ranks[0]), per_variant, group.widths)
+        per_batch = [self.variant_program(args, saved[group.layer], batch, group.layer)
                      for batch, saved in zip(self.batches, self.states)]  # all dispatched before any fetch
         per_batch = [Placement.fetch(readout) for readout in per_batch]
         for v, iv in enumerate(group.interventions):
@@ -718,14 +769,14 @@ class _SweepRun:
 def _group_factors(model, group: VariantGroup, options: SweepOptions, placement: Placement):
     """The factors a call needs, on the mesh as their matrix is: one full SVD per τ (cached once placed), or
     (randomized) one rank-k factorisation per variant, zero-padded to the call's widest."""
-    factors = {}
+    factors = {}  # in the order of group.taus
     method, cache, svd_dtype = options.method, options.cache, options.svd_dtype
     for tau in group.taus:
         shape = model.params["blocks"][tau].shape
         if method == "randomized":
             width = max(w[group.taus.index(tau)] for w in group.widths)
             per = [pad_rank(factors_for(model, group.layer, tau, method=method, k=int(k), key=options.key, cache=cache),
-                            width) for _, k in group.ranks[tau]]
+                            width) for _, k in group.ranks[group.taus.index(tau)]]
             stacked = LowRank(*(jnp.stack([getattr(f, n) for f in per]) for n in ("u", "s", "vt")))
             factors[tau] = placement.put_factors(tau, shape, stacked, per_variant=True)
         elif placement.mesh is None:
@@ -737,7 +788,7 @@ def _group_factors(model, group: VariantGroup, options: SweepOptions, placement:
 
             path = (group.layer, tau, "exact", svd_dtype, "placed", placement.mesh)
             factors[tau] = compute() if cache is None else cache.get(model, path, compute)
-    return factors, method == "randomized"
+    return tuple(factors.values()), method == "randomized"
 
 
 def evaluate(model, examples: Sequence[Example], *, options: SweepOptions = SweepOptions(),
@@ -748,5 +799,5 @@ def evaluate(model, examples: Sequence[Example], *, options: SweepOptions = Swee
 
 __all__ = [
     "BASE_KEY", "ExampleScores", "roc_auc", "SweepRow", "SweepResult", "Readout", "read_logits", "base_pass",
-    "state_at", "base_readout", "variant_readouts", "group_variants", "SweepOptions", "SweepPlan", "sweep", "evaluate",
+    "state_at", "variant_readouts", "group_variants", "SweepOptions", "SweepPlan", "sweep", "evaluate",
 ]

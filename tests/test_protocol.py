@@ -215,15 +215,15 @@ def programs_compiled(run) -> int:
 def test_a_racing_selection_run_compiles_the_same_programs_whatever_its_rhos_layers_and_looks(tiny):
     """The run's plan fixes its shapes: one batch shape here (every sequence fits 8 tokens) and variant calls
     of a chunk or of one. So 3 rho x 1 layer x 2 looks and 5 rho x 2 layers (the last included) x 5 looks
-    compile the same 15 programs: the SVD, the base pass, a saved state's slice, the base readout, the variant
-    program at its two sizes, a matrix's slice and squeeze, and 7 that place host arrays (the batch's 4 kinds,
-    the saved layers, the ranks at both sizes)."""
+    compile the same 17 programs: the SVD, the base pass, a saved state's slice, the variant program at its two
+    sizes (its unedited branch reads the base out), a matrix's slice and squeeze, and 10 that place host arrays
+    (the batch's 4 kinds, the saved layers, the ranks at both sizes, an absent factor slot's 3 zero arrays)."""
     examples = choice_examples(80, seed=4)  # 16 validation items
     small = programs_compiled(lambda: run_selection(tiny, examples, expand_grid([0], ["fc_in"], [0.5, 0.3, 0.2]),
                                                     MemoryRecorder(), racing=Racing(first=8)))
     large = programs_compiled(lambda: run_selection(tiny, examples, expand_grid([0, 1], ["fc_in"], [0.5, 0.3, 0.2, 0.1, 0.05]),
                                                     MemoryRecorder(), racing=Racing(first=1)))
-    assert small == large == 15
+    assert small == large == 17
 
 
 def memory_maps() -> int:
