@@ -17,24 +17,30 @@ How the work is shared (the design points of the spec):
    singular values vary: the edited matrix is ``LowRank(u, s * (arange(r) <
    k), vt)`` with ``k`` traced, so ``x @ u`` is computed once per layer, the
    variant axis folds into the rows of every other matmul, and the
-   parameters are broadcast, not copied. One compile per (τ set, shapes):
-   neither ρ nor ℓ recompiles (ℓ is traced, the last layer included; the
-   blocks after it run in ``base.run_blocks`` with traced bounds). With
-   ``rank_buckets`` the edited block alone is unrolled over the variants,
-   each at its own static width.
+   parameters are broadcast, not copied. Neither ρ nor ℓ nor τ recompiles:
+   ℓ is traced, the last layer included (the blocks after it run in
+   ``base.run_blocks`` with traced bounds), and a ``lax.switch`` over the
+   run's τ sets picks the edited matrices at run time, their factors padded
+   to shared slots (:class:`SweepPlan`). With ``rank_buckets`` (or
+   randomized factors) the edited block alone is unrolled over the variants,
+   each at its own static width, one program per τ set.
 3. **No wasted head.** The last block's queries and MLP, and the head, run only
-   at the scored positions (``select``), in :func:`variant_readouts` (which
-   also reads the base out, through its unedited branch). Batches are grouped by their number of
-   scored positions, so a few multi-token answers do not widen the rest, and
-   capped in rows × padded length, so a few long sequences do not pad full
-   batches (:mod:`laser_jax.batching`).
+   at the scored positions (``select``), in :func:`variant_readouts`, which
+   also reads the base out (its unedited branch, from the state entering the
+   last block); only a variant of the last layer runs that block at every
+   index, so that one program serves every layer. Batches are grouped by their
+   number of scored positions, so a few multi-token answers do not widen the
+   rest, and capped in rows × padded length, so a few long sequences do not
+   pad full batches (:mod:`laser_jax.batching`).
 4. **A fixed handful of programs.** A run fixes its shapes once
    (:class:`SweepPlan`, from its whole data set and grid): a few batch shapes
-   (:class:`laser_jax.batching.ShapePlan`), variant calls of a full chunk or
-   of one variant (:func:`group_variants`), and a fixed number of saved
-   states. Pass the plan to every sweep of the run (the protocol does), and
-   validation, test and every racing look run the same programs; their
-   number does not grow with ρ, layers, looks or items.
+   (:class:`laser_jax.batching.ShapePlan`, as many as their padding savings
+   pay for), variant calls of a full chunk or of one variant
+   (:func:`group_variants`), the τ sets, and a fixed number of saved states.
+   Per batch shape it compiles the base pass and the variant program at its
+   two call sizes. Pass the plan to every sweep of the run (the protocol
+   does), and validation, test and every racing look run the same programs;
+   their number does not grow with ρ, τ, layers, looks or items.
 5. **Sharding.** With a :class:`jax.sharding.Mesh` (by default, over all devices
    when there are several), batches are split over the mesh axis named
    ``"examples"``, variant chunks over ``"variants"``, and the block

@@ -155,6 +155,29 @@ def test_sweep_last_layer_groups_and_unchanged_ranks_on_gpt2(gpt2):
     assert_matches_torch(result.row(steps[0]).scores, torch_scores(edited, EXAMPLES))
 
 
+def test_one_variant_program_serves_every_tau_and_the_base(gpt2):
+    """A grid of one τ and one of three τs (attention, MLP in, MLP out; a group of two; the last block among them)
+    compile the same variant programs: one per call size (a chunk and one variant), their unedited branch
+    reading the base out. The rows of the merged program are those of one program per τ set (rank buckets
+    force the latter)."""
+    import jax
+
+    from laser_jax.sweep import variant_readouts
+
+    last = gpt2.model.n_layers - 1
+    one_tau = expand_grid([0, 1], ["fc_in"], [0.5, 0.3, 0.2])
+    many_taus = one_tau + expand_grid([1, last], ["q_proj", "fc_out", "mlp"], [0.5, 0.3, 0.2]) + [Intervention(0, "fc_out", 0.4)]
+    counts = []
+    for grid in (one_tau, many_taus):
+        jax.clear_caches()
+        merged = sweep(gpt2.model, EXAMPLES, grid, options=OPTIONS.replace(variant_chunk=3))
+        counts.append(variant_readouts._cache_size())
+    assert counts == [2, 2]
+    separate = sweep(gpt2.model, EXAMPLES, many_taus, options=OPTIONS.replace(variant_chunk=3, rank_buckets=True))
+    for row in merged:
+        assert_same_scores(row.scores, separate.row(row.key).scores)
+
+
 def test_skip_and_on_row_support_resuming_and_rows_are_reproducible(gpt2):
     steps = [Intervention(1, "q_proj", 0.5), Intervention(1, "q_proj", 0.4),
              Intervention(1, "fc_in", 0.25), Intervention(1, "fc_in", 0.2)]
