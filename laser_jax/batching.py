@@ -23,9 +23,12 @@ every scored position, and on a late-layer variant it costs about as much as
 four positions of a block). So a small run compiles few shapes and pads more,
 and a large one pads little. A
 shape's rows are fixed: ``batch_size``, fewer for long shapes so that rows ×
-length stays within ``batch_tokens``; a phase's last batch of a shape is
-padded up to them. A sequence always lands in the same shape, whatever the
-subset, so its scores do not depend on which phase computed them.
+length stays within ``batch_tokens``. A sequence goes to the least padded
+shape that holds it; a phase's last, partly filled batch of a shape moves
+into a larger shape's free rows when they hold it (a racing look of 64 items
+would otherwise pay for a nearly empty batch of every shape), else it is
+padded up to its rows. A sequence's scores may then differ between phases
+by float rounding only (its padded length changes, not its tokens).
 
 This module knows nothing of JAX: it builds host arrays.
 """
@@ -238,7 +241,7 @@ class ShapePlan:
         return cls(tuple(sorted(chosen)), power_of_two(max(1, max(len(s.extras) for s in sequences))))
 
     def shape_for(self, sequence: ScoredSequence) -> BatchShape:
-        """The shape a sequence always lands in: the least padded work among the shapes that hold it."""
+        """A sequence's own shape: the least padded work among the shapes that hold it."""
         need = sequence_need(sequence)
         fitting = [s for s in self.shapes if s.covers(need)]
         if not fitting or len(sequence.extras) > self.extras:
@@ -250,15 +253,33 @@ class ShapePlan:
         return ", ".join(f"{s.rows}x{s.length} ({s.targets} scored)" for s in self.shapes) + f", {self.extras} extras"
 
     def batches(self, plan: SequencePlan) -> list[Batch]:
-        """``plan``'s sequences packed into batches of the planned shapes (in shape order, then sequence order)."""
+        """``plan``'s sequences packed into batches of the planned shapes (in shape order, then sequence order).
+
+        Each sequence goes to its own shape (:meth:`shape_for`); a shape's last,
+        partly filled batch then moves whole into the free rows of a larger
+        shape's last batch where they hold it. Free rows cost as much as
+        filled ones, so a subset of a run's items (a racing look of 64) does
+        not pay for a nearly empty batch of every shape.
+        """
         by_shape: dict[BatchShape, list[int]] = {s: [] for s in self.shapes}
         for index, sequence in enumerate(plan.sequences):
             by_shape[self.shape_for(sequence)].append(index)
-        batches = []
-        for shape, members in by_shape.items():
-            for first in range(0, len(members), shape.rows):
-                batches.append(self.pack(shape, plan, np.array(members[first:first + shape.rows], np.int64)))
-        return batches
+        full: dict[BatchShape, list[list[int]]] = {}
+        last: dict[BatchShape, list[int]] = {}  # each shape's partly filled batch, largest shapes first
+        for shape in sorted(self.shapes, key=lambda s: (s.rows * s.work, s), reverse=True):
+            members = by_shape[shape]
+            whole = len(members) // shape.rows * shape.rows
+            full[shape] = [members[i:i + shape.rows] for i in range(0, whole, shape.rows)]
+            rest = members[whole:]
+            if not rest:
+                continue
+            host = next((s for s in last if s.covers((shape.targets, shape.length)) and s.rows - len(last[s]) >= len(rest)), None)
+            if host is None:
+                last[shape] = rest
+            else:
+                last[host] += rest
+        return [self.pack(shape, plan, np.array(members, np.int64))
+                for shape in self.shapes for members in full[shape] + ([last[shape]] if shape in last else [])]
 
     def pack(self, shape: BatchShape, plan: SequencePlan, rows: np.ndarray) -> Batch:
         ids = np.zeros((shape.rows, shape.length), np.int32)

@@ -636,9 +636,9 @@ def sweep(model, examples: Sequence[Example], variants: Iterable[Intervention] =
     called as each row finishes (the base first), e.g. to append it to a file.
 
     A variant whose ranks are all full (ρ = 1) is the base model: its row copies
-    the base scores. Identical inputs give bit-identical rows, and a sequence's
-    scores do not depend on the other examples of the sweep (it always lands
-    in the same batch shape).
+    the base scores. Identical inputs give bit-identical rows; a sequence's
+    scores depend on the other examples of the sweep by float rounding only
+    (they may pad it to another length, :meth:`ShapePlan.batches`).
     """
     examples = list(examples)
     if not examples:
