@@ -265,15 +265,16 @@ class ShapePlan:
         for index, sequence in enumerate(plan.sequences):
             by_shape[self.shape_for(sequence)].append(index)
         full: dict[BatchShape, list[list[int]]] = {}
-        last: dict[BatchShape, list[int]] = {}  # each shape's partly filled batch, largest shapes first
-        for shape in sorted(self.shapes, key=lambda s: (s.rows * s.work, s), reverse=True):
+        last: dict[BatchShape, list[int]] = {}  # the partly filled batches, each under the shape it takes
+        for shape in sorted(self.shapes, key=lambda s: (s.rows * s.work, s), reverse=True):  # hosts before guests
             members = by_shape[shape]
             whole = len(members) // shape.rows * shape.rows
             full[shape] = [members[i:i + shape.rows] for i in range(0, whole, shape.rows)]
             rest = members[whole:]
             if not rest:
                 continue
-            host = next((s for s in last if s.covers((shape.targets, shape.length)) and s.rows - len(last[s]) >= len(rest)), None)
+            host = next((s for s in last
+                         if s.covers((shape.targets, shape.length)) and s.rows - len(last[s]) >= len(rest)), None)
             if host is None:
                 last[shape] = rest
             else:
