@@ -253,7 +253,11 @@ class ShapePlan:
         return ", ".join(f"{s.rows}x{s.length} ({s.targets} scored)" for s in self.shapes) + f", {self.extras} extras"
 
     def batches(self, plan: SequencePlan) -> list[Batch]:
-        """``plan``'s sequences packed into batches of the planned shapes (in shape order, then sequence order).
+        """``plan``'s sequences packed into batches of the planned shapes (:meth:`layout`)."""
+        return [self.pack(shape, plan, np.array(members, np.int64)) for shape, members in self.layout(plan)]
+
+    def layout(self, plan: SequencePlan) -> list[tuple[BatchShape, list[int]]]:
+        """The batches of :meth:`batches` as (shape, sequence indices), in shape order, then sequence order.
 
         Each sequence goes to its own shape (:meth:`shape_for`); a shape's last,
         partly filled batch then moves whole into the free rows of a larger
@@ -279,8 +283,27 @@ class ShapePlan:
                 last[shape] = rest
             else:
                 last[host] += rest
-        return [self.pack(shape, plan, np.array(members, np.int64))
-                for shape in self.shapes for members in full[shape] + ([last[shape]] if shape in last else [])]
+        return [(shape, members) for shape in self.shapes for members in full[shape] + ([last[shape]] if shape in last else [])]
+
+    def padded_work(self, plan: SequencePlan) -> int:
+        """The padded work of ``plan``'s batches: every row, filled or not, at its shape's :attr:`BatchShape.work`."""
+        return sum(shape.rows * shape.work for shape, _ in self.layout(plan))
+
+    def spare_rows(self, required: Sequence[Example], candidates: Sequence[Example]) -> list[int]:
+        """The candidates (indices, taken in order) that ride in the free rows of ``required``'s batches: packed
+        with ``required``, they add no padded work. A racing look scores the next looks' items in them."""
+        work = self.padded_work(plan_sequences(required))
+        taken: list[Example] = []
+        chosen = []
+        for j, candidate in enumerate(candidates):
+            batches = self.layout(plan_sequences([*required, *taken, candidate]))
+            if sum(shape.rows * shape.work for shape, _ in batches) > work:
+                continue
+            taken.append(candidate)
+            chosen.append(j)
+            if all(len(members) == shape.rows for shape, members in batches):
+                break
+        return chosen
 
     def pack(self, shape: BatchShape, plan: SequencePlan, rows: np.ndarray) -> Batch:
         ids = np.zeros((shape.rows, shape.length), np.int32)

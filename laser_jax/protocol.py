@@ -27,9 +27,17 @@ so the tie-break on validation loss still holds. Stopped variants keep their
 partial counts in the results (``n`` below the validation size, column
 ``raced`` = 1) and are never selected.
 
-Each look's scores are saved through the recorder before the next one starts,
-so a killed race resumes at the look it was in; eliminations are a
-deterministic function of the saved scores.
+A look's batches have free rows (a look of 64 items does not fill a batch of
+every shape of the run's plan): the next looks' items ride in them, in the
+racing order, where they add no padded work
+(:meth:`laser_jax.batching.ShapePlan.spare_rows`), scored for every variant
+still running, a superset of those running when their own look comes. So a
+later look scores only what is left, and racing's looks cost little more
+than one pass over the validation items. Their decisions still use exactly
+the look's items. Each look's sweep (the items it scored and their scores)
+is saved through the recorder before the next one starts, so a killed race
+resumes at the look it was in; eliminations are a deterministic function of
+the saved scores.
 
 **Screening** (:func:`validation_screen`, :func:`top_predicted`) prunes the grid before any of it runs: the
 first-order screen (:mod:`laser_jax.screen`, one forward and backward pass
@@ -75,16 +83,17 @@ class Recorder(Protocol):
     (``"base"`` or :attr:`Intervention.key`) to its metrics (``accuracy``,
     ``answer_nll``, ``n``, ``raced``); ``record`` stores one finished row, whose
     ``row.scores`` cover the examples ``index`` (positions in the whole data
-    set); ``load_look``/``save_look`` keep racing's per-look scores.
+    set); ``save_look``/``load_look`` keep what each racing look scored: the
+    validation items (positions in the validation part) and, per key, their scores.
     """
 
     def done(self, split: str) -> Mapping[str, Mapping]: ...
 
     def record(self, split: str, row: SweepRow, index: np.ndarray, raced: bool) -> None: ...
 
-    def load_look(self, look: int) -> Optional[dict[str, ExampleScores]]: ...
+    def load_look(self, look: int) -> Optional[tuple[np.ndarray, dict[str, ExampleScores]]]: ...
 
-    def save_look(self, look: int, scores: Mapping[str, ExampleScores]) -> None: ...
+    def save_look(self, look: int, items: np.ndarray, scores: Mapping[str, ExampleScores]) -> None: ...
 
 
 class MemoryRecorder:
@@ -92,7 +101,7 @@ class MemoryRecorder:
 
     def __init__(self):
         self.rows: dict[str, dict[str, tuple[SweepRow, np.ndarray, bool]]] = {VALIDATION: {}, TEST: {}}
-        self.looks: dict[int, dict[str, ExampleScores]] = {}
+        self.looks: dict[int, tuple[np.ndarray, dict[str, ExampleScores]]] = {}
 
     def done(self, split):
         return {key: {**row.metrics, "n": len(index), "raced": raced} for key, (row, index, raced) in self.rows[split].items()}
@@ -103,8 +112,8 @@ class MemoryRecorder:
     def load_look(self, look):
         return self.looks.get(look)
 
-    def save_look(self, look, scores):
-        self.looks[look] = dict(scores)
+    def save_look(self, look, items, scores):
+        self.looks[look] = (np.asarray(items), dict(scores))
 
 
 # ----------------------------------------------------------------------------- racing
@@ -223,19 +232,43 @@ def race_looks(variants: Sequence[Intervention], n: int, racing: Racing,
 def race(model, examples: Sequence[Example], variants: Sequence[Intervention], racing: Racing, recorder: Recorder, *,
          options: SweepOptions = SweepOptions(), plan: Optional[SweepPlan] = None, progress: bool = False):
     """:func:`race_looks` with the engine: each look is one :func:`~laser_jax.sweep.sweep` of the variants still
-    running, saved through ``recorder`` (and read back from it when a killed race resumes). Every look runs on
-    ``plan`` (by default one built from all of ``examples`` and ``variants``), so no look compiles anew."""
+    running on the look's items not scored yet, and on the next looks' items that ride in its free rows (see
+    the module docstring), saved through ``recorder`` (and read back from it when a killed race resumes). Every
+    look runs on ``plan`` (by default one built from all of ``examples`` and ``variants``), so no look compiles
+    anew."""
     plan = SweepPlan.build(model, examples, variants, options) if plan is None else plan
+    order, bounds = racing.order(len(examples)), racing.looks(len(examples))
+    scored: list[tuple[np.ndarray, Mapping[str, ExampleScores]]] = []  # each look's sweep: its items, their scores
 
     def score_look(look, items, alive):
-        scores = recorder.load_look(look)
-        if scores is None:
-            result = sweep(model, [examples[i] for i in items], alive, options=options, plan=plan, progress=progress)
-            scores = {row.key: row.scores for row in result}
-            recorder.save_look(look, scores)
-        return scores
+        saved = recorder.load_look(look)
+        if saved is None:
+            done = {int(i) for part, _ in scored for i in part}
+            pending = [int(i) for i in items if int(i) not in done]
+            later = [int(i) for i in order[bounds[look]:] if int(i) not in done] if pending else []
+            riders = plan.shapes.spare_rows([examples[i] for i in pending], [examples[i] for i in later])
+            run = np.array(pending + [later[j] for j in riders], np.int64)
+            result = sweep(model, [examples[i] for i in run], alive, options=options, plan=plan,
+                           progress=progress) if len(run) else ()
+            saved = run, {row.key: row.scores for row in result}
+            recorder.save_look(look, *saved)
+        elif saved[0] is None:  # saved by a version that scored each look's own items only
+            saved = np.asarray(items), saved[1]
+        scored.append(saved)
+        return scores_of(items, [BASE_KEY] + [iv.key for iv in alive], scored)
 
     return race_looks(variants, len(examples), racing, score_look)
+
+
+def scores_of(items: np.ndarray, keys: Sequence[str], scored: Sequence[tuple[np.ndarray, Mapping[str, ExampleScores]]]):
+    """Per key, its scores on ``items`` (in that order), gathered from the sweeps ``scored`` (items, scores) that
+    hold them (each item in exactly one)."""
+    source = {int(i): (s, p) for s, (part, _) in enumerate(scored) for p, i in enumerate(part)}
+    picks = [source[int(i)] for i in items]
+    used = sorted({s for s, _ in picks})
+    positions = {s: [p for t, p in picks if t == s] for s in used}
+    rank = np.argsort(np.concatenate([[j for j, (t, _) in enumerate(picks) if t == s] for s in used]), kind="stable")
+    return {key: concat_scores([scored[s][1][key].subset(positions[s]) for s in used]).subset(rank) for key in keys}
 
 
 def replay_race(scores: Mapping[str, ExampleScores], variants: Sequence[Intervention], racing: Racing):
@@ -381,5 +414,5 @@ def generation_on_test(model, examples: Sequence[Example], golds: Sequence[str],
 
 
 __all__ = ["Recorder", "MemoryRecorder", "Racing", "correct_of", "sign_test_bound", "survivors",
-           "concat_scores", "race_looks", "race", "replay_race", "validation_screen", "top_predicted", "selected", "ProtocolRun", "run_selection",
+           "concat_scores", "race_looks", "race", "scores_of", "replay_race", "validation_screen", "top_predicted", "selected", "ProtocolRun", "run_selection",
            "generation_on_test"]

@@ -455,8 +455,8 @@ class StoreRecorder:
     """A :class:`laser_jax.protocol.Recorder` over a :class:`ResultsStore`.
 
     ``rank_of(intervention)`` gives the k written in the ``k`` column. Racing's
-    looks are kept as ``race/look<j>.npz`` (every score array of every variant
-    scored in that look), written atomically. Only a ``writer`` writes files
+    looks are kept as ``race/look<j>.npz`` (the validation items the look
+    scored and every score array of every variant on them), written atomically. Only a ``writer`` writes files
     (process 0 of a multi-process run, whose store alone writes rows).
 
     The seconds spent go to ``timing.json`` as rows and looks are stored (each
@@ -491,14 +491,15 @@ class StoreRecorder:
         with np.load(path, allow_pickle=False) as data:
             keys = json.loads(str(data["keys"]))
             fields = [f.name for f in dataclasses.fields(ExampleScores)]
-            return {key: ExampleScores(**{f: data[f"{i}.{f}"] for f in fields}) for i, key in enumerate(keys)}
+            items = data["items"] if "items" in data else None  # None: a look saved before riders, its own items
+            return items, {key: ExampleScores(**{f: data[f"{i}.{f}"] for f in fields}) for i, key in enumerate(keys)}
 
-    def save_look(self, look: int, scores) -> None:
+    def save_look(self, look: int, items, scores) -> None:
         if not self.writer:
             return
         path = self.look_path(look)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"keys": np.array(json.dumps(list(scores)))}
+        arrays = {"keys": np.array(json.dumps(list(scores))), "items": np.asarray(items, np.int64)}
         for i, value in enumerate(scores.values()):
             arrays.update({f"{i}.{f.name}": getattr(value, f.name) for f in dataclasses.fields(value)})
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")

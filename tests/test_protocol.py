@@ -12,10 +12,10 @@ import pytest
 from laser_jax.errors import DataError
 from laser_jax.examples import Example
 from laser_jax.laser import Intervention, expand_grid
-from laser_jax.protocol import (MemoryRecorder, Racing, concat_scores, replay_race, run_selection, sign_test_bound,
-                                survivors)
+from laser_jax.protocol import (MemoryRecorder, Racing, concat_scores, race, replay_race, run_selection, scores_of,
+                                sign_test_bound, survivors)
 from laser_jax.selection import select_best, validation_split
-from laser_jax.sweep import BASE_KEY, ExampleScores, roc_auc, sweep, variant_readouts
+from laser_jax.sweep import BASE_KEY, ExampleScores, SweepOptions, roc_auc, sweep, variant_readouts
 
 GRID = expand_grid([0, 1], ["fc_in", "fc_out"], [0.5, 0.2, 0.05])
 
@@ -141,27 +141,61 @@ def test_survivors_compare_each_variant_with_its_taus_leader():
     assert survivors(variants, scores, {"fc_in": 0.01, "fc_out": 0.01}) == [variants[0], variants[2]]
 
 
-def test_a_killed_race_resumes_from_its_saved_looks(tiny, monkeypatch):
+@pytest.mark.parametrize("batch_size", [2, 64])
+def test_a_killed_race_resumes_from_its_saved_looks(tiny, monkeypatch, batch_size):
+    """Killed during the third look, a race scores again only the validation items its saved looks do not hold
+    (with 64 rows, the first look's free rows held every later item: nothing), with the same rows."""
     import laser_jax.protocol
 
     examples = choice_examples(40, seed=2)
     recorder = MemoryRecorder()
     racing = Racing(first=2)
-    run_selection(tiny, examples, GRID, recorder, racing=racing)
+    options = SweepOptions(batch_size=batch_size)
+    run_selection(tiny, examples, GRID, recorder, racing=racing, options=options)
     looks = dict(recorder.looks)
     assert len(looks) == len(racing.looks(8))  # 8 validation items: looks at 2, 4, 8
 
     resumed = MemoryRecorder()
     resumed.looks = {look: scores for look, scores in looks.items() if look < 2}  # killed during the third look
+    left = 8 - sum(len(items) for items, _ in resumed.looks.values())
+    assert left == (4 if batch_size == 2 else 0)
     calls = []
     real = laser_jax.protocol.sweep
     monkeypatch.setattr(laser_jax.protocol, "sweep", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
-    run_selection(tiny, examples, GRID, resumed, racing=racing)
-    assert calls[0] == 4  # only the last look's 4 items are scored again on validation, then the test part
+    run_selection(tiny, examples, GRID, resumed, racing=racing, options=options)
+    assert calls == [left, 32][not left:]  # what is left of validation, then the test part
     for key, (row, index, raced) in recorder.rows["val"].items():
         again = resumed.rows["val"][key]
         assert again[1].tolist() == index.tolist() and again[2] == raced
         np.testing.assert_array_equal(again[0].scores.choice_correct, row.scores.choice_correct)
+
+
+def test_the_next_looks_items_ride_in_a_looks_free_rows_with_the_same_scores(tiny):
+    """One batch shape of 64 rows: the first look (8 of 40 validation items) scores all 40, the later looks none.
+    Each look's scores, gathered from there, equal those of sweeping the look's items alone."""
+    examples = choice_examples(200, seed=3)
+    racing = Racing(first=8)
+    recorder = MemoryRecorder()
+    validation, _ = validation_split(len(examples))
+    variants = expand_grid([1], ["fc_in"], [0.5, 0.05])
+    race(tiny, [examples[i] for i in validation], variants, racing, recorder)
+    assert [len(items) for items, _ in recorder.looks.values()] == [40, 0, 0, 0]
+    order, bounds = racing.order(40), racing.looks(40)
+    for look, stop in enumerate(bounds):
+        items = order[bounds[look - 1] if look else 0:stop]
+        alone = sweep(tiny, [examples[validation[i]] for i in items], variants)
+        gathered = scores_of(items, [row.key for row in alone], [recorder.looks[0]])
+        for row in alone:
+            np.testing.assert_array_equal(gathered[row.key].top1, row.scores.top1)
+            np.testing.assert_allclose(gathered[row.key].answer_nll, row.scores.answer_nll, rtol=1e-5)
+
+
+def test_scores_of_gathers_each_item_from_the_sweep_that_scored_it():
+    everything = planted({"k": 0.5}, 4, nll={"k": 2.0})["k"]
+    everything = dataclasses.replace(everything, answer_nll=np.arange(4.0))
+    scored = [(np.array([5, 7]), {"k": everything.subset([0, 2])}), (np.array([6, 8]), {"k": everything.subset([1, 3])})]
+    got = scores_of(np.array([8, 5, 6]), ["k"], scored)["k"]
+    chex.assert_trees_all_equal(dataclasses.asdict(got), dataclasses.asdict(everything.subset([3, 0, 1])))
 
 
 def test_concat_scores_pads_probe_columns():
