@@ -24,14 +24,16 @@ parameters and SVD factors are split (:func:`block_param_spec`,
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
 import importlib.util
 import json
 import math
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Hashable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -265,6 +267,11 @@ def bytes_per_device(tree) -> dict:
 # ----------------------------------------------------------------------------- placement on the mesh (the sweep's)
 
 
+@functools.lru_cache(maxsize=1)
+def _compile_pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="laser-jax-compile")
+
+
 class Placement:
     """Puts host arrays on the mesh (or leaves them alone without one) and fetches results."""
 
@@ -322,6 +329,33 @@ class Placement:
 
         devices = jax.local_devices() if self.mesh is None else list(self.mesh.devices.flat)
         return activation_budget(device_memory(devices, "free"), self.example_shards * self.variant_shards)
+
+    def dispatch(self, program: Callable, calls: Sequence[tuple], compiled: set) -> list:
+        """``[program(*args) for args in calls]`` (``program``: a jitted function), each call's program compiled
+        ahead where it is new.
+
+        A program compiles on its first call, and a run's first batches need
+        one per batch shape. So the first call of each program not in
+        ``compiled`` (keyed by its static arguments and argument shapes) is
+        traced and lowered here, in this thread, so that its configuration,
+        such as the matmul precision, applies; then they compile side by side
+        on a thread pool (XLA compiles one program per thread, without the
+        GIL), and the calls find them compiled. Only in a single process.
+        ``compiled`` gets their keys.
+        """
+        import jax
+
+        new: dict[Hashable, tuple] = {}
+        for args in calls:
+            leaves, tree = jax.tree.flatten(args)
+            key = (program, tree, tuple((leaf.shape, leaf.dtype) if hasattr(leaf, "shape") else leaf for leaf in leaves))
+            if key not in compiled:
+                new.setdefault(key, args)
+        compiled.update(new)
+        if len(new) > 1 and jax.process_count() == 1:
+            lowered = [program.lower(*args) for args in new.values()]
+            list(_compile_pool().map(lambda ahead: ahead.compile(), lowered))
+        return [program(*args) for args in calls]
 
     @staticmethod
     def fetch(tree):

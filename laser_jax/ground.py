@@ -7,12 +7,15 @@ import each other. This module imports nothing of laser_jax.
 Compiles are counted process-wide from JAX's own monitoring events (one
 ``/jax/core/compile/backend_compile_duration`` event per XLA program compiled,
 or read from the persistent compilation cache), by a listener registered the
-first time a :class:`Clock` starts.
+first time a :class:`Clock` starts. The seconds compiling are wall seconds
+during which at least one program was compiling: programs compiled side by
+side on several threads count once.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -29,17 +32,22 @@ def write_text_atomic(path, text: str) -> None:
 
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-_compiled = {"programs": 0, "seconds": 0.0, "listening": False}
+_compiled = {"programs": 0, "seconds": 0.0, "until": 0.0, "listening": False}
+_compiled_lock = threading.Lock()
 
 
 def _on_event(event: str, seconds: float, **_) -> None:
     if event == COMPILE_EVENT:
-        _compiled["programs"] += 1
-        _compiled["seconds"] += seconds
+        end = time.perf_counter()  # the event comes as the compile ends, on the thread that compiled
+        with _compiled_lock:
+            _compiled["programs"] += 1
+            _compiled["seconds"] += max(0.0, end - max(end - seconds, _compiled["until"]))
+            _compiled["until"] = max(end, _compiled["until"])
 
 
 def compile_totals() -> tuple[int, float]:
-    """Programs compiled in this process, and the seconds spent compiling them, since counting started."""
+    """Programs compiled in this process, and the wall seconds spent compiling them (overlapping compiles
+    counted once), since counting started."""
     if not _compiled["listening"]:
         import jax.monitoring
 

@@ -452,8 +452,10 @@ def group_variants(model, interventions: Sequence[Intervention], chunk: int, mul
     """Split the variants of one (layer, τ) into calls of exactly ``chunk`` variants or of ``multiple`` (one
     per variant shard), so that a run's variant programs come in two sizes only.
 
-    Whole chunks first; a remainder of at least half a chunk is padded to a chunk (by repeating its last
-    variant), a smaller one runs as calls of ``multiple``: padding never more than doubles a call's work.
+    Whole chunks first, then the remainder (racing's survivors, a resumed group) as calls of ``multiple``,
+    the last padded by repeating its last variant. Splitting costs only the block's attention stage per extra
+    call, far less than padding the remainder to a chunk would: the variants of a call share that stage and
+    nothing else.
     """
     first = interventions[0]
     taus = check_intervention(model, first)
@@ -461,7 +463,7 @@ def group_variants(model, interventions: Sequence[Intervention], chunk: int, mul
     interventions = list(interventions)
     whole = len(interventions) // chunk * chunk
     rest = len(interventions) - whole
-    sizes = [chunk] * (whole // chunk) + ([chunk] if 2 * rest >= chunk and rest else [multiple] * -(-rest // multiple))
+    sizes = [chunk] * (whole // chunk) + [multiple] * -(-rest // multiple)
     groups, start = [], 0
     for size in sizes:
         part = interventions[start:start + size]
@@ -696,6 +698,7 @@ class _SweepRun:
                                                         self.placement.example_axis)) for b in self.host_batches]
         self.params = self.placement.put_params(model.params)
         self.states: list[dict[int, jax.Array]] = [{} for _ in self.batches]
+        self.compiled: set = set()  # the programs this run has compiled or found compiled (Placement.dispatch)
         self.finished: dict[str, SweepRow] = {}
 
     def emit(self, row: SweepRow) -> None:
@@ -717,15 +720,16 @@ class _SweepRun:
             return None
         kept = swept_layers if keep_all else swept_layers[:1]
         save_at = self.placement.put(np.array(kept + [-1] * (self.slots - len(kept)), np.int32))
-        readouts = []
-        unedited = self.program_args((), (), (), self.placement.variant_shards, False, None)
-        for batch, saved in zip(self.batches, self.states):
-            states, entering_last = base_pass(self.family, self.cfg, self.params, batch.ids, batch.mask, save_at)
+        passes = self.placement.dispatch(base_pass, [(self.family, self.cfg, self.params, batch.ids, batch.mask, save_at)
+                                                     for batch in self.batches], self.compiled)
+        for saved, (states, _) in zip(self.states, passes):
             saved.update({layer: state_at(states, np.int32(i)) for i, layer in enumerate(kept)})
-            if need_base:  # the variant program's unedited branch, at the last layer
-                readouts.append(self.variant_program(unedited, entering_last, batch, base.n_layers(self.params) - 1))
         if not need_base:
             return None
+        unedited = self.program_args((), (), (), self.placement.variant_shards, False, None)
+        last = base.n_layers(self.params) - 1  # the variant program's unedited branch, at the last layer
+        readouts = self.placement.dispatch(variant_readouts, [self.variant_args(unedited, h, batch, last)
+                                                              for batch, (_, h) in zip(self.batches, passes)], self.compiled)
         return self.scores([jax.tree.map(lambda leaf: leaf[0], Placement.fetch(readout)) for readout in readouts])
 
     def advance_states(self, layer: int) -> None:
@@ -756,16 +760,18 @@ class _SweepRun:
         return branches, per_variant, widths, np.int32(branches.index(taus)), factors, \
             self.placement.put(ranks, self.placement.variant_axis)
 
-    def variant_program(self, args: tuple, h, batch: "DeviceBatch", layer: int) -> Readout:
+    def variant_args(self, args: tuple, h, batch: "DeviceBatch", layer: int) -> tuple:
+        """The arguments of :func:`variant_readouts` for one call on one batch (``args``: :meth:`program_args`)."""
         branches, per_variant, widths, branch, factors, ranks = args
-        return variant_readouts(self.family, self.cfg, branches, per_variant, widths, self.params, h, batch,
-                                np.int32(layer), branch, factors, ranks)
+        return (self.family, self.cfg, branches, per_variant, widths, self.params, h, batch, np.int32(layer), branch,
+                factors, ranks)
 
     def score_group(self, group: VariantGroup, factors, per_variant: bool) -> None:
         """Run one call's variants on every batch (vmapped, one call per batch) and emit their rows."""
         args = self.program_args(group.taus, factors, group.ranks, len(group.ranks[0]), per_variant, group.widths)
-        per_batch = [self.variant_program(args, saved[group.layer], batch, group.layer)
-                     for batch, saved in zip(self.batches, self.states)]  # all dispatched before any fetch
+        per_batch = self.placement.dispatch(variant_readouts, [self.variant_args(args, saved[group.layer], batch, group.layer)
+                                                               for batch, saved in zip(self.batches, self.states)],
+                                            self.compiled)  # all dispatched before any fetch
         per_batch = [Placement.fetch(readout) for readout in per_batch]
         for v, iv in enumerate(group.interventions):
             readouts = [jax.tree.map(lambda leaf: leaf[v], readout) for readout in per_batch]

@@ -20,6 +20,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from laser_jax.cli import main
@@ -288,3 +289,39 @@ def test_cluster_detection_reads_the_launchers_environment():
     assert detected_cluster({"OMPI_MCA_orte_hnp_uri": "1.0;tcp://10.0.0.1:34911"}) == "Open MPI"
     assert detected_cluster({"TPU_WORKER_HOSTNAMES": "t0,t1"}) == "Cloud TPU (GKE)"
     assert detected_cluster({"HOME": "/root", "PATH": "/bin"}) is None
+
+
+def test_dispatch_compiles_each_new_program_ahead_on_the_pool_and_then_calls_in_order():
+    """Placement.dispatch: calls of 3, 4, 3 and 5 elements need 3 programs, compiled side by side on the pool
+    threads before the calls, which return in order; dispatching the same calls again compiles nothing."""
+    import threading
+
+    import jax
+    import jax.monitoring
+
+    from laser_jax.devices import Placement
+    from laser_jax.ground import COMPILE_EVENT
+
+    threads = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, seconds, **_: threads.append(threading.current_thread().name) if event == COMPILE_EVENT else None)
+    program = jax.jit(lambda x, k: x * k + 1)
+    calls = [(np.ones(n, np.float32), np.float32(k)) for k, n in enumerate([3, 4, 3, 5])]
+    compiled: set = set()
+    out = Placement(None).dispatch(program, calls, compiled)
+    assert [o.tolist() for o in out] == [[1.0] * 3, [2.0] * 4, [3.0] * 3, [4.0] * 5]
+    assert len(compiled) == 3 and len(threads) == 3 and all(t.startswith("laser-jax-compile") for t in threads), threads
+    Placement(None).dispatch(program, calls, set())
+    assert len(threads) == 3  # found compiled
+
+
+def test_compiles_side_by_side_count_their_wall_seconds_once():
+    import jax.monitoring
+
+    from laser_jax.ground import COMPILE_EVENT, compile_totals
+
+    programs, seconds = compile_totals()
+    jax.monitoring.record_event_duration_secs(COMPILE_EVENT, 10.0)  # two 10 s compiles ending together: 10 s of wall
+    jax.monitoring.record_event_duration_secs(COMPILE_EVENT, 10.0)
+    after_programs, after_seconds = compile_totals()
+    assert after_programs == programs + 2 and 10.0 <= after_seconds - seconds < 10.1

@@ -23,7 +23,7 @@ from laser_jax.models import FAMILIES
 from laser_jax.models.convert import to_hf_state
 from laser_jax.selection import compose, greedy_search, select_best, validation_split
 from laser_jax.laser import expand_grid
-from laser_jax.sweep import ExampleScores, SweepOptions, SweepResult, SweepRow, evaluate, sweep
+from laser_jax.sweep import ExampleScores, SweepOptions, SweepResult, SweepRow, evaluate, group_variants, sweep
 from tests.models.hf_tiny import TINY_FAMILY_VOCAB, save_tiny_family, torch_logits
 
 SAME = 1e-5  # two JAX paths that differ only in float32 rounding (LowRank product vs dense matrix)
@@ -191,6 +191,18 @@ def test_skip_and_on_row_support_resuming_and_rows_are_reproducible(gpt2):
         assert_same_scores(a.scores, b.scores, atol=0)
     for row in seen:
         assert_same_scores(row.scores, full.row(row.key).scores, atol=0)
+
+
+def test_a_group_runs_as_whole_chunks_then_calls_of_one_variant_shard(gpt2):
+    """Nine variants of one (layer, τ) in chunks of 4: two calls of 4, then one of 1; seven of them (racing's
+    survivors) one of 4 and three of 1, not two of 4; three with 2 variant shards: two calls of 2, not one of 4."""
+    steps = [Intervention(1, "fc_in", rho) for rho in np.linspace(0.9, 0.1, 9)]
+    sizes = lambda members, multiple=1: [len(g.ranks[0]) for g in group_variants(gpt2.model, members, 4, multiple, False)]  # noqa: E731
+    assert sizes(steps) == [4, 4, 1]
+    assert sizes(steps[:7]) == [4, 1, 1, 1]
+    assert sizes(steps[:3], multiple=2) == [2, 2]
+    last = group_variants(gpt2.model, steps[:3], 4, 2, False)[-1]
+    assert last.interventions == (steps[2],) and last.ranks[0][0].tolist() == last.ranks[0][1].tolist()
 
 
 def test_rank_buckets_give_the_rows_of_full_width_masking(gpt2):
