@@ -57,11 +57,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Mapping, Optional, Protocol, Sequence
+from typing import Callable, Collection, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
 from laser_jax.errors import DataError
+from laser_jax.batching import ShapePlan
 from laser_jax.examples import Example
 from laser_jax.laser import Intervention
 from laser_jax import generate, laser, results
@@ -244,10 +245,7 @@ def race(model, examples: Sequence[Example], variants: Sequence[Intervention], r
         saved = recorder.load_look(look)
         if saved is None:
             done = {int(i) for part, _ in scored for i in part}
-            pending = [int(i) for i in items if int(i) not in done]
-            later = [int(i) for i in order[bounds[look]:] if int(i) not in done] if pending else []
-            riders = plan.shapes.spare_rows([examples[i] for i in pending], [examples[i] for i in later])
-            run = np.array(pending + [later[j] for j in riders], np.int64)
+            run = np.array(look_sweep(plan.shapes, examples, items, order[bounds[look]:], done), np.int64)
             result = sweep(model, [examples[i] for i in run], alive, options=options, plan=plan,
                            progress=progress) if len(run) else ()
             saved = run, {row.key: row.scores for row in result}
@@ -258,6 +256,18 @@ def race(model, examples: Sequence[Example], variants: Sequence[Intervention], r
         return scores_of(items, [BASE_KEY] + [iv.key for iv in alive], scored)
 
     return race_looks(variants, len(examples), racing, score_look)
+
+
+def look_sweep(shapes: ShapePlan, examples: Sequence[Example], items: Sequence[int], later: Sequence[int],
+               done: Collection[int]) -> list[int]:
+    """What a look sweeps: its ``items`` not ``done`` yet, then the ``later`` ones (the next looks' items, in
+    racing order) not done that ride in the free rows of its batches (:meth:`ShapePlan.spare_rows`)."""
+    pending = [int(i) for i in items if int(i) not in done]
+    if not pending:
+        return []
+    later = [int(i) for i in later if int(i) not in done]
+    riders = shapes.spare_rows([examples[i] for i in pending], [examples[i] for i in later])
+    return pending + [later[j] for j in riders]
 
 
 def scores_of(items: np.ndarray, keys: Sequence[str], scored: Sequence[tuple[np.ndarray, Mapping[str, ExampleScores]]]):
@@ -414,5 +424,5 @@ def generation_on_test(model, examples: Sequence[Example], golds: Sequence[str],
 
 
 __all__ = ["Recorder", "MemoryRecorder", "Racing", "correct_of", "sign_test_bound", "survivors",
-           "concat_scores", "race_looks", "race", "scores_of", "replay_race", "validation_screen", "top_predicted", "selected", "ProtocolRun", "run_selection",
+           "concat_scores", "race_looks", "race", "look_sweep", "scores_of", "replay_race", "validation_screen", "top_predicted", "selected", "ProtocolRun", "run_selection",
            "generation_on_test"]
