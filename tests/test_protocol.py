@@ -170,6 +170,25 @@ def test_a_killed_race_resumes_from_its_saved_looks(tiny, monkeypatch, batch_siz
         np.testing.assert_array_equal(again[0].scores.choice_correct, row.scores.choice_correct)
 
 
+def test_a_race_resumes_from_a_look_saved_without_its_items(tiny):
+    """A look saved by the version before riders holds its own items' scores only (items None): the resumed race
+    takes them as that look's items and gives the uninterrupted race's rows."""
+    examples = choice_examples(40, seed=2)
+    racing = Racing(first=2)
+    recorder = MemoryRecorder()
+    run_selection(tiny, examples, GRID, recorder, racing=racing)
+    first = racing.order(8)[:2]
+    keys = list(recorder.looks[0][1])
+    resumed = MemoryRecorder()
+    resumed.looks = {0: (None, scores_of(first, keys, list(recorder.looks.values())))}
+    run_selection(tiny, examples, GRID, resumed, racing=racing)
+    assert len(resumed.looks[1][0]) == 6  # look 1 scores the 6 items left, not look 0's again
+    for key, (row, index, raced) in recorder.rows["val"].items():
+        again = resumed.rows["val"][key]
+        assert again[1].tolist() == index.tolist() and again[2] == raced
+        np.testing.assert_array_equal(again[0].scores.choice_correct, row.scores.choice_correct)
+
+
 def test_the_next_looks_items_ride_in_a_looks_free_rows_with_the_same_scores(tiny):
     """One batch shape of 64 rows: the first look (8 of 40 validation items) scores all 40, the later looks none.
     Each look's scores, gathered from there, equal those of sweeping the look's items alone."""
