@@ -32,28 +32,40 @@ def write_text_atomic(path, text: str) -> None:
 
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-_compiled = {"programs": 0, "seconds": 0.0, "until": 0.0, "listening": False}
-_compiled_lock = threading.Lock()
+class CompileTime:
+    """Compiles counted as they end: how many, and the wall seconds covered by at least one (the union of their
+    intervals, so that compiles side by side on several threads count once). Events must come in order of
+    their ends, as they do when each is reported at its end."""
+
+    def __init__(self):
+        self.programs, self.seconds, self.until = 0, 0.0, float("-inf")
+        self.lock = threading.Lock()
+
+    def add(self, end: float, seconds: float) -> None:
+        with self.lock:
+            self.programs += 1
+            self.seconds += max(0.0, end - max(end - seconds, self.until))
+            self.until = max(end, self.until)
+
+
+_compiled = CompileTime()
+_listening = []
 
 
 def _on_event(event: str, seconds: float, **_) -> None:
     if event == COMPILE_EVENT:
-        end = time.perf_counter()  # the event comes as the compile ends, on the thread that compiled
-        with _compiled_lock:
-            _compiled["programs"] += 1
-            _compiled["seconds"] += max(0.0, end - max(end - seconds, _compiled["until"]))
-            _compiled["until"] = max(end, _compiled["until"])
+        _compiled.add(time.perf_counter(), seconds)  # the event comes as the compile ends, on the thread that compiled
 
 
 def compile_totals() -> tuple[int, float]:
     """Programs compiled in this process, and the wall seconds spent compiling them (overlapping compiles
     counted once), since counting started."""
-    if not _compiled["listening"]:
+    if not _listening:
         import jax.monitoring
 
         jax.monitoring.register_event_duration_secs_listener(_on_event)
-        _compiled["listening"] = True
-    return _compiled["programs"], _compiled["seconds"]
+        _listening.append(_on_event)
+    return _compiled.programs, _compiled.seconds
 
 
 class Clock:
@@ -83,4 +95,4 @@ def timing_line(phases: dict) -> str:
     return "; ".join(parts)
 
 
-__all__ = ["write_text_atomic", "Clock", "compile_totals", "timing_line", "COMPILE_EVENT"]
+__all__ = ["write_text_atomic", "Clock", "CompileTime", "compile_totals", "timing_line", "COMPILE_EVENT"]
