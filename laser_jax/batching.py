@@ -285,19 +285,15 @@ class ShapePlan:
                 last[host] += rest
         return [(shape, members) for shape in self.shapes for members in full[shape] + ([last[shape]] if shape in last else [])]
 
-    def padded_work(self, plan: SequencePlan) -> int:
-        """The padded work of ``plan``'s batches: every row, filled or not, at its shape's :attr:`BatchShape.work`."""
-        return sum(shape.rows * shape.work for shape, _ in self.layout(plan))
-
     def spare_rows(self, required: Sequence[Example], candidates: Sequence[Example]) -> list[int]:
         """The candidates (indices, taken in order) that ride in the free rows of ``required``'s batches: packed
         with ``required``, they add no padded work. A racing look scores the next looks' items in them."""
-        work = self.padded_work(plan_sequences(required))
+        work = layout_work(self.layout(plan_sequences(required)))
         taken: list[Example] = []
         chosen = []
         for j, candidate in enumerate(candidates):
             batches = self.layout(plan_sequences([*required, *taken, candidate]))
-            if sum(shape.rows * shape.work for shape, _ in batches) > work:
+            if layout_work(batches) > work:
                 continue
             taken.append(candidate)
             chosen.append(j)
@@ -322,6 +318,12 @@ class ShapePlan:
         return Batch(ids, mask, select, targets, extras, rows)
 
 
+def layout_work(layout: Sequence[tuple[BatchShape, list[int]]]) -> int:
+    """The padded work of a :meth:`ShapePlan.layout`: every row, filled or not, at its shape's
+    :attr:`BatchShape.work`."""
+    return sum(shape.rows * shape.work for shape, _ in layout)
+
+
 def make_batches(plan: SequencePlan, batch_size: int, multiple: int = 1, batch_tokens: int | None = None,
                  max_shapes: int = DEFAULT_MAX_SHAPES) -> list[Batch]:
     """``plan``'s sequences in batches of a :class:`ShapePlan` built from them alone (for a one-off pass)."""
@@ -329,5 +331,5 @@ def make_batches(plan: SequencePlan, batch_size: int, multiple: int = 1, batch_t
 
 
 __all__ = ["ScoredSequence", "SequencePlan", "plan_sequences", "length_bucket", "rows_per_batch", "power_of_two",
-           "round_up", "Batch", "BatchShape", "ShapePlan", "sequence_need", "make_batches", "DEFAULT_MAX_SHAPES",
+           "round_up", "Batch", "BatchShape", "ShapePlan", "sequence_need", "layout_work", "make_batches", "DEFAULT_MAX_SHAPES",
            "HEAD_WEIGHT", "MIN_SAVING", "SHAPE_COST"]

@@ -32,6 +32,8 @@ def write_text_atomic(path, text: str) -> None:
 
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
 class CompileTime:
     """Compiles counted as they end: how many, and the wall seconds covered by at least one (the union of their
     intervals, so that compiles side by side on several threads count once). Events must come in order of

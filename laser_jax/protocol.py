@@ -61,8 +61,8 @@ from typing import Callable, Collection, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
-from laser_jax.errors import DataError
 from laser_jax.batching import ShapePlan
+from laser_jax.errors import DataError
 from laser_jax.examples import Example
 from laser_jax.laser import Intervention
 from laser_jax import generate, laser, results
@@ -276,9 +276,9 @@ def scores_of(items: np.ndarray, keys: Sequence[str], scored: Sequence[tuple[np.
     source = {int(i): (s, p) for s, (part, _) in enumerate(scored) for p, i in enumerate(part)}
     picks = [source[int(i)] for i in items]
     used = sorted({s for s, _ in picks})
-    positions = {s: [p for t, p in picks if t == s] for s in used}
-    rank = np.argsort(np.concatenate([[j for j, (t, _) in enumerate(picks) if t == s] for s in used]), kind="stable")
-    return {key: concat_scores([scored[s][1][key].subset(positions[s]) for s in used]).subset(rank) for key in keys}
+    start = dict(zip(used, np.cumsum([0] + [len(scored[s][0]) for s in used[:-1]])))
+    take = [start[s] + p for s, p in picks]
+    return {key: concat_scores([scored[s][1][key] for s in used]).subset(take) for key in keys}
 
 
 def replay_race(scores: Mapping[str, ExampleScores], variants: Sequence[Intervention], racing: Racing):

@@ -570,6 +570,9 @@ class SweepPlan:
     ``factor_slots`` the (rows, rank, cols) their factors are padded to;
     ``branches`` is empty (a program per τ set) where factors differ per
     variant (``rank_buckets``, randomized) or are split over model shards.
+    ``compiled``: the run's programs compiled so far
+    (:meth:`laser_jax.devices.Placement.dispatch`), so that a later sweep of
+    the run (a look, the test part) does not lower them again.
     """
 
     shapes: ShapePlan
@@ -578,6 +581,7 @@ class SweepPlan:
     state_slots: int
     branches: tuple = ()
     factor_slots: tuple = ()
+    compiled: set = dataclasses.field(default_factory=set, compare=False, repr=False)  # Placement.dispatch's keys
 
     @classmethod
     def build(cls, model, examples: Sequence[Example], variants: Iterable[Intervention] = (),
@@ -698,7 +702,7 @@ class _SweepRun:
                                                         self.placement.example_axis)) for b in self.host_batches]
         self.params = self.placement.put_params(model.params)
         self.states: list[dict[int, jax.Array]] = [{} for _ in self.batches]
-        self.compiled: set = set()  # the programs this run has compiled or found compiled (Placement.dispatch)
+        self.compiled = plan.compiled  # the run's programs compiled so far: a later sweep of the run lowers none again
         self.finished: dict[str, SweepRow] = {}
 
     def emit(self, row: SweepRow) -> None:
