@@ -28,13 +28,13 @@ positions only.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Iterable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from laser_jax.devices import program
 from laser_jax.errors import DataError
 from laser_jax.examples import Example
 from laser_jax.laser import (FACTOR_CACHE, FactorCache, Intervention, check_intervention, expand_grid, factors_for,
@@ -93,7 +93,7 @@ def sequence_weights(examples: Sequence[Example], plan) -> np.ndarray:
     return counts / (len(examples) * lengths)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
+@program(static_argnums=(0, 1))
 def _batch_loss_and_gradient(family, cfg, params, stacks, ids, mask, select, targets, weights):
     """The batch's weighted answer NLL and its gradient w.r.t. ``stacks`` ({τ: [L, in, out]})."""
 

@@ -75,7 +75,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import math
 from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 
@@ -87,7 +86,7 @@ from tqdm.auto import tqdm
 
 from laser_jax.batching import (DEFAULT_MAX_SHAPES, SHAPE_COST, Batch, SequencePlan, ShapePlan, plan_sequences,
                                 power_of_two, round_up)
-from laser_jax.devices import DEFAULT_ACTIVATION_BUDGET, Placement, default_mesh
+from laser_jax.devices import DEFAULT_ACTIVATION_BUDGET, Placement, default_mesh, program
 from laser_jax.errors import DataError, InterventionError
 from laser_jax.examples import Example
 from laser_jax.laser import (FACTOR_CACHE, FactorCache, Intervention, check_intervention, factors_for, keep_window,
@@ -267,7 +266,7 @@ def context_of(mask) -> base.Context:
     return base.make_context(mask, mask)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
+@program(static_argnums=(0, 1))
 def base_pass(family, cfg, params, ids, mask, save_at):
     """Embedding and every block but the last: the states entering the layers ``save_at`` [S]
     (stacked; -1 saves nothing), and the state entering the last block."""
@@ -287,13 +286,13 @@ def base_pass(family, cfg, params, ids, mask, save_at):
     return keep(last, h, saved), h
 
 
-@jax.jit
+@program()
 def state_at(saved, slot):
     """One state of :func:`base_pass`'s stack (``slot`` traced: one program per shape, not per slot)."""
     return jax.lax.dynamic_index_in_dim(saved, slot, 0, keepdims=False)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
+@program(static_argnums=(0, 1))
 def run_between(family, cfg, params, h, mask, start, stop):
     return base.run_blocks(family, cfg, params, h, context_of(mask), start, stop)
 
@@ -339,7 +338,7 @@ def edited_blocks(family, cfg, taus: tuple, per_variant_factors: bool, widths: O
                       for v, w in enumerate(widths)])
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+@program(static_argnums=(0, 1, 2, 3, 4))
 def variant_readouts(family, cfg, branches: tuple, per_variant_factors: bool, widths: Optional[tuple],
                      params, h, batch: "DeviceBatch", layer, branch, factors: tuple, ranks: tuple) -> Readout:
     """Readouts [V, ...] of the variants that edit block ``layer``, from the base state ``h`` entering it.

@@ -329,3 +329,23 @@ def test_compiles_side_by_side_count_their_wall_seconds_once():
     programs, _ = compile_totals()
     jax.monitoring.record_event_duration_secs(COMPILE_EVENT, 0.5)
     assert compile_totals()[0] == programs + 1
+
+
+def test_programs_compile_with_the_engine_options_where_the_backend_accepts_them(monkeypatch):
+    """On CPU the engine's programs compile with CPU_COMPILER_OPTIONS (this XLA accepts them); options an XLA
+    refuses are dropped, and none are used off CPU; a Program really hands its options to XLA (a refused one
+    makes its first call fail) and computes what its function does."""
+    import jax
+
+    from laser_jax import devices
+
+    assert devices.compiler_options() == devices.CPU_COMPILER_OPTIONS == {"xla_cpu_use_fusion_emitters": False}
+    assert devices._accepted_options("cpu", (("xla_cpu_no_such_option", True),)) == ()
+    assert devices._accepted_options("gpu", tuple(devices.CPU_COMPILER_OPTIONS.items())) == ()
+    scale = devices.program(static_argnums=(1,))(lambda x, k: x * k)
+    assert scale(np.arange(3, dtype=np.float32), 2).tolist() == [0.0, 2.0, 4.0]
+    assert scale._cache_size() == 1
+    monkeypatch.setattr(devices, "compiler_options", lambda: {"xla_cpu_no_such_option": True})
+    refused = devices.program()(lambda x: x + 1)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="xla_cpu_no_such_option"):
+        refused(np.float32(1))
