@@ -193,16 +193,23 @@ def test_skip_and_on_row_support_resuming_and_rows_are_reproducible(gpt2):
         assert_same_scores(row.scores, full.row(row.key).scores, atol=0)
 
 
-def test_a_group_runs_as_whole_chunks_then_calls_of_one_variant_shard(gpt2):
-    """Nine variants of one (layer, τ) in chunks of 4: two calls of 4, then one of 1; seven of them (racing's
-    survivors) one of 4 and three of 1, not two of 4; three with 2 variant shards: two calls of 2, not one of 4."""
+def test_a_group_runs_as_whole_chunks_then_calls_of_one_variant_shard_where_cheaper(gpt2):
+    """Variants of one (layer, τ) in chunks of 4 (a call of one costs 1.4 variants of a chunk's call): nine run
+    as two calls of 4 and one of 1; six (racing's survivors) as 4, 1, 1 (2.8 < 4); seven as two of 4 (three
+    calls of one would cost 4.2); three with 2 variant shards in chunks of 8, two calls of 2 (5.6 < 8), in
+    chunks of 4 one call of 4 (5.6 > 4). A call's last slots repeat its last variant."""
     steps = [Intervention(1, "fc_in", rho) for rho in np.linspace(0.9, 0.1, 9)]
-    sizes = lambda members, multiple=1: [len(g.ranks[0]) for g in group_variants(gpt2.model, members, 4, multiple, False)]  # noqa: E731
+    sizes = lambda members, multiple=1, chunk=4: [  # noqa: E731
+        len(g.ranks[0]) for g in group_variants(gpt2.model, members, chunk, multiple, False)]
     assert sizes(steps) == [4, 4, 1]
-    assert sizes(steps[:7]) == [4, 1, 1, 1]
-    assert sizes(steps[:3], multiple=2) == [2, 2]
-    last = group_variants(gpt2.model, steps[:3], 4, 2, False)[-1]
+    assert sizes(steps[:6]) == [4, 1, 1]
+    assert sizes(steps[:7]) == [4, 4]
+    assert sizes(steps[:3], multiple=2, chunk=8) == [2, 2]
+    assert sizes(steps[:3], multiple=2) == [4]
+    last = group_variants(gpt2.model, steps[:3], 8, 2, False)[-1]
     assert last.interventions == (steps[2],) and last.ranks[0][0].tolist() == last.ranks[0][1].tolist()
+    padded = group_variants(gpt2.model, steps[:7], 4, 1, False)[-1]
+    assert padded.interventions == tuple(steps[4:7]) and padded.ranks[0][3].tolist() == padded.ranks[0][2].tolist()
 
 
 def test_rank_buckets_give_the_rows_of_full_width_masking(gpt2):
