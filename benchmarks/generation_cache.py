@@ -31,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 from script_args import add_data_root, task_data  # noqa: E402  (experiments/script_args.py: the data root)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 5))
-def uncached_greedy(family, config, params, ids, lengths, steps):
-    """The decoder before the cache: the whole forward pass over the buffer for every new token."""
+@functools.partial(jax.jit, static_argnums=(0, 1, 5, 6))
+def uncached_greedy(family, config, params, ids, lengths, steps, filled):
+    """The decoder before the cache: the whole forward pass over the buffer for every new token (``filled``, the
+    cached decoder's prompt pass, unused)."""
     model = Model(family, config, params)
     rows, columns = jnp.arange(ids.shape[0]), jnp.arange(ids.shape[1])
 

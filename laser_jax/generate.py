@@ -1,8 +1,11 @@
 """Greedy decoding with a :class:`laser_jax.model.Model`, and generation accuracy.
 
 Prompts are packed into a fixed-size right-padded buffer ``[batch, length]``
-(``length`` rounded up to a multiple of ``bucket``; a short last batch is filled
-with copies of a row), so the decoder compiles once per buffer shape.
+(a short last batch is filled with copies of a row): the prompt pass runs its
+first ``filled`` positions, the longest prompt rounded up to a multiple of
+``bucket``, and ``length`` is ``filled`` plus the new tokens, rounded up
+likewise. So the decoder compiles once per buffer shape, and the prompt pass
+does not run the positions the new tokens will fill.
 
 The cache holds every layer's *input* hidden state at every filled position
 (``[layers + 1, batch, length, d]``), not keys and values, so it works for every
@@ -34,20 +37,25 @@ from laser_jax.models import base
 from laser_jax.tasks.common import generation_match
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 5))
-def _greedy(family, config, params, ids, lengths, steps):
+@functools.partial(jax.jit, static_argnums=(0, 1, 5, 6))
+def _greedy(family, config, params, ids, lengths, steps, filled):
+    """``steps`` greedy tokens after each row's ``lengths`` prompt tokens; the prompt pass runs the first ``filled``
+    positions (at least the longest prompt: a position from a row's length on is written by a step before any
+    later position reads it)."""
     batch, length = ids.shape
     rows = jnp.arange(batch)
     columns = jnp.arange(length)
     layers = base.n_layers(params)
 
-    prompt = base.make_context(ids, columns[None, :] < lengths[:, None])
-    first = family.embed(params, config, ids, prompt)
+    prompt = base.make_context(ids[:, :filled], columns[None, :filled] < lengths[:, None])
+    first = family.embed(params, config, ids[:, :filled], prompt)
 
     def fill(i, cache):
-        return cache.at[i + 1].set(base.block(family, config, base.layer_params(params, i), cache[i], prompt))
+        h = base.block(family, config, base.layer_params(params, i), cache[i, :, :filled], prompt)
+        return cache.at[i + 1, :, :filled].set(h)
 
-    cache = jax.lax.fori_loop(0, layers, fill, jnp.zeros((layers + 1,) + first.shape, first.dtype).at[0].set(first))
+    cache = jnp.zeros((layers + 1, batch, length, first.shape[-1]), first.dtype).at[0, :, :filled].set(first)
+    cache = jax.lax.fori_loop(0, layers, fill, cache)
 
     def step(t, state):
         ids, cache = state
@@ -73,7 +81,7 @@ def greedy_generate(
     max_new_tokens: int,
     *,
     batch_size: int = 16,
-    bucket: int = 32,
+    bucket: int = 8,
     eos_id: Optional[int] = None,
 ) -> list[tuple[int, ...]]:
     """The greedy continuation (token ids) of each prompt, in input order.
@@ -89,14 +97,14 @@ def greedy_generate(
     out: list[tuple[int, ...]] = [()] * len(prompts)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        longest = max(len(prompts[i]) for i in chunk)
-        length = -(-(longest + max_new_tokens) // bucket) * bucket
+        filled = -(-max(len(prompts[i]) for i in chunk) // bucket) * bucket
+        length = -(-(filled + max_new_tokens) // bucket) * bucket
         rows = chunk + [chunk[0]] * (batch_size - len(chunk))
         ids = np.zeros((batch_size, length), np.int32)
         for r, i in enumerate(rows):
             ids[r, : len(prompts[i])] = prompts[i]
         lengths = np.array([len(prompts[i]) for i in rows], np.int32)
-        new = np.asarray(_greedy(model.family, model.config, model.params, ids, lengths, max_new_tokens))
+        new = np.asarray(_greedy(model.family, model.config, model.params, ids, lengths, max_new_tokens, filled))
         for r, i in enumerate(chunk):
             out[i] = _stop_at(tuple(int(t) for t in new[r]), eos_id)
     return out

@@ -41,11 +41,16 @@ def test_matches_transformers_generate(tiny):
 
 
 def test_compiles_once_per_buffer_shape(tiny):
+    import jax
+
     _, model, prompts = tiny
+    jax.clear_caches()  # the other tests' buffers
     greedy_generate(model, [prompts[0]], STEPS, batch_size=2)
     before = _greedy._cache_size()
-    greedy_generate(model, [prompts[2], prompts[1]], STEPS, batch_size=2)  # other lengths, same 32-token buffer
+    greedy_generate(model, [prompts[2], prompts[0]], STEPS, batch_size=2)  # other lengths, the same 8-token prompt pass
     assert _greedy._cache_size() == before
+    greedy_generate(model, [prompts[1]], STEPS, batch_size=2)  # 9 tokens: a 16-token prompt pass, a longer buffer
+    assert _greedy._cache_size() == before + 1
 
 
 def test_stops_after_eos(tiny):
