@@ -15,7 +15,10 @@ each block at its own position only (``select``), the block recomputing the
 earlier positions' keys and values from the cached inputs: a norm and the k/v
 projections per position, against the whole block for the new one. A new token
 costs about a tenth of a forward pass over the buffer on SmolLM2, instead of a
-whole one.
+whole one. The first new token comes from the prompt pass itself, and the
+later steps run in loops of :data:`STEP_SEGMENT` steps, each over only the
+positions its steps can read (``filled`` plus the tokens written so far,
+rounded up to a multiple of :data:`STEP_SEGMENT`), not the whole buffer.
 
 Ties go to the lowest token id, as in ``torch.argmax`` and transformers'
 ``generate(do_sample=False)``.
@@ -35,6 +38,8 @@ from laser_jax.examples import Example
 from laser_jax.model import Model
 from laser_jax.models import base
 from laser_jax.tasks.common import generation_match
+
+STEP_SEGMENT = 8  # decoding steps per compiled loop; each loop reads only the positions its steps can reach
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 5, 6))
@@ -57,22 +62,39 @@ def _greedy(family, config, params, ids, lengths, steps, filled):
     cache = jnp.zeros((layers + 1, batch, length, first.shape[-1]), first.dtype).at[0, :, :filled].set(first)
     cache = jax.lax.fori_loop(0, layers, fill, cache)
 
-    def step(t, state):
-        ids, cache = state
-        last = lengths - 1 + t  # the newest token's index; the prompt's last one at t = 0
-        ctx = base.make_context(ids, columns[None, :] <= last[:, None])
-        cache = cache.at[0, rows, last].set(family.embed(params, config, ids, ctx)[rows, last])
-
-        def advance(i, cache):
-            out = base.block(family, config, base.layer_params(params, i), cache[i], ctx, select=last[:, None])
-            return cache.at[i + 1, rows, last].set(out[:, 0])
-
-        cache = jax.lax.fori_loop(0, layers, advance, cache)
+    def next_ids(ids, cache, last):
+        """``ids`` with the greedy token after position ``last`` (its last layer's output in ``cache``) written."""
         logits = family.head(params, config, cache[layers, rows, last][:, None])[:, 0]
-        return ids.at[rows, last + 1].set(jnp.argmax(logits, axis=-1).astype(ids.dtype)), cache
+        return ids.at[rows, last + 1].set(jnp.argmax(logits, axis=-1).astype(ids.dtype))
 
-    ids, _ = jax.lax.fori_loop(0, steps, step, (ids, cache))
-    return jnp.take_along_axis(ids, lengths[:, None] + jnp.arange(steps)[None, :], axis=1)
+    def step(width):
+        """Step ``t`` runs the new token at ``lengths - 1 + t`` through every block, over the first ``width``
+        positions (the keys it reads)."""
+
+        def run(t, state):
+            ids, cache = state
+            last = lengths - 1 + t
+            ctx = base.make_context(ids[:, :width], columns[None, :width] <= last[:, None])
+            cache = cache.at[0, rows, last].set(family.embed(params, config, ids[:, :width], ctx)[rows, last])
+
+            def advance(i, cache):
+                out = base.block(family, config, base.layer_params(params, i), cache[i, :, :width], ctx,
+                                 select=last[:, None])
+                return cache.at[i + 1, rows, last].set(out[:, 0])
+
+            cache = jax.lax.fori_loop(0, layers, advance, cache)
+            return next_ids(ids, cache, last), cache
+
+        return run
+
+    state = (next_ids(ids, cache, lengths - 1), cache)  # the first new token comes from the prompt pass
+    # Steps in segments of STEP_SEGMENT, each over only the positions its steps can read (at most
+    # ``filled - 1 + t`` at step t): a step's cost is mostly those positions' keys and values.
+    for start in range(1, steps, STEP_SEGMENT):
+        stop = min(start + STEP_SEGMENT, steps)
+        width = min(length, -(-(filled + stop - 1) // STEP_SEGMENT) * STEP_SEGMENT)
+        state = jax.lax.fori_loop(start, stop, step(width), state)
+    return jnp.take_along_axis(state[0], lengths[:, None] + jnp.arange(steps)[None, :], axis=1)
 
 
 def greedy_generate(

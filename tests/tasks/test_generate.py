@@ -89,6 +89,6 @@ def test_cached_decoding_equals_the_whole_forward_pass(family, tmp_path):
     save_tiny_family(family, tmp_path, seed=3)
     model = load_model(tmp_path)
     rng = np.random.default_rng(1)
-    prompts = [tuple(int(t) for t in rng.integers(3, TINY_FAMILY_VOCAB, size=n)) for n in (2, 7, 4)]
+    prompts = [tuple(int(t) for t in rng.integers(3, TINY_FAMILY_VOCAB, size=n)) for n in (2, 7, 4, 8)]
     steps = 12
     assert greedy_generate(model, prompts, steps, batch_size=2) == [uncached_continuation(model, p, steps) for p in prompts]
