@@ -102,7 +102,7 @@ def test_racing_stops_the_clear_losers_and_keeps_the_winner_and_ties():
     accuracies[winner.key] = 0.6
     accuracies[tie.key] = 0.6  # the same count: only the loss may separate them, so it must never be stopped
     scores = planted(accuracies, 800, nll={winner.key: 0.9})
-    stopped, variant_items = replay_race(scores, variants, Racing())
+    stopped, variant_items = replay_race(scores, variants, Racing(first=64))
     assert winner.key not in stopped and tie.key not in stopped
     assert stopped == {iv.key for iv in variants} - {winner.key, tie.key}
     assert variant_items < 0.2 * 800 * len(variants)  # the losers stop at the first looks

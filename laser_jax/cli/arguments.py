@@ -176,8 +176,8 @@ def add_protocol_arguments(parser, selection_only: bool = False) -> None:
                         help="selection: score validation in growing looks and stop variants that cannot reach their tau's leader")
     parser.add_argument("--racing-delta", type=float, default=0.05, metavar="D",
                         help="racing: probability allowed of stopping the best variant of a tau (default 0.05)")
-    parser.add_argument("--racing-first", type=int, default=64, metavar="N",
-                        help="racing: validation items in the first look; each later look doubles (default 64)")
+    parser.add_argument("--racing-first", type=int, default=256, metavar="N",
+                        help="racing: validation items in the first look; each later look doubles (default 256)")
     parser.add_argument("--screen-top", type=int, metavar="N",
                         help="selection: sweep only the N variants the first-order screen (laser-jax screen) predicts to "
                              "lower the validation loss most; a heuristic, off by default")
