@@ -61,7 +61,7 @@ def main() -> None:
              "| delta | first look | seeds | variant-items (mean) | fraction of the grid | stopped (mean) | winner kept | every tau's best kept |",
              "|---|---|---|---|---|---|---|---|"]
     for delta in (0.05, 0.2):
-        for first in (64, 128):
+        for first in (64, 128, 256):
             racing_runs = [replay_race(scores, variants, Racing(delta=delta, first=first, seed=seed)) for seed in range(args.seeds)]
             items = [count for _, count in racing_runs]
             stopped = [len(s) for s, _ in racing_runs]

@@ -127,9 +127,9 @@ class Racing:
     ``delta``: the probability allowed of stopping the best variant of a τ.
     ``seed`` fixes the random order of the validation items. Each look pays
     for a batch of every batch shape its items need, so small looks cost
-    more per item than one pass: with first looks of 64 items, racing ran
-    2% slower than plain selection on ``benchmarks/protocol_vs_exhaustive.py``,
-    with 256 it ran 3% faster (docs/protocol.md). A validation part of at
+    more per item than one pass: on the protocol benchmark's grid, racing
+    with first looks of 64 items ran 4% slower than plain selection, with
+    256 3% faster (``benchmarks/racing_first.py``). A validation part of at
     most ``first`` items is one look: no racing.
     """
 
