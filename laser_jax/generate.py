@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from laser_jax.batching import round_up
 from laser_jax.examples import Example
 from laser_jax.model import Model
 from laser_jax.models import base
@@ -92,7 +93,7 @@ def _greedy(family, config, params, ids, lengths, steps, filled):
     # ``filled - 1 + t`` at step t): a step's cost is mostly those positions' keys and values.
     for start in range(1, steps, STEP_SEGMENT):
         stop = min(start + STEP_SEGMENT, steps)
-        width = min(length, -(-(filled + stop - 1) // STEP_SEGMENT) * STEP_SEGMENT)
+        width = min(length, round_up(filled + stop - 1, STEP_SEGMENT))
         state = jax.lax.fori_loop(start, stop, step(width), state)
     return jnp.take_along_axis(state[0], lengths[:, None] + jnp.arange(steps)[None, :], axis=1)
 
@@ -119,8 +120,8 @@ def greedy_generate(
     out: list[tuple[int, ...]] = [()] * len(prompts)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        filled = -(-max(len(prompts[i]) for i in chunk) // bucket) * bucket
-        length = -(-(filled + max_new_tokens) // bucket) * bucket
+        filled = round_up(max(len(prompts[i]) for i in chunk), bucket)
+        length = round_up(filled + max_new_tokens, bucket)
         rows = chunk + [chunk[0]] * (batch_size - len(chunk))
         ids = np.zeros((batch_size, length), np.int32)
         for r, i in enumerate(rows):
