@@ -145,7 +145,7 @@ def component_contributions(factors: LowRank, gradient) -> np.ndarray:
     """``c_i = s_i · u_iᵀ G v_i`` for the SVD ``factors`` of one matrix and ``G = ∂L/∂W`` (float64)."""
     u, s, vt = (np.asarray(a, np.float64) for a in (factors.u, factors.s, factors.vt))
     gradient = np.asarray(gradient, np.float64)
-    return s * ((u.T @ gradient) * vt).sum(axis=1)  # two BLAS steps; a three-operand einsum loops in C, ~40x slower
+    return s * ((u.T @ gradient) * vt).sum(axis=1)  # two BLAS steps: a three-operand einsum loops in C
 
 
 def predicted_change(contributions: np.ndarray, window: tuple[int, int]) -> float:
