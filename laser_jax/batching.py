@@ -12,23 +12,30 @@ phase serve every other.
 How the shapes are chosen (:meth:`ShapePlan.build`): each sequence needs a
 padded length (:func:`length_bucket`: a multiple of an eighth of the next
 power of two) and a power of two of scored positions. Starting from the one
-shape that covers everything, the shape that saves most padded work is added,
-up to ``max_shapes``, while it saves at least :data:`MIN_SAVING` of it and,
-times the number of ``passes`` the run makes over its data, at least
-``shape_cost``: what compiling one more shape's programs is worth in padded
-positions of one pass. A pass is one forward of the whole model: the base is
-one, a variant of layer ℓ of L runs only the blocks from ℓ on, (L - ℓ) / L. The padded work of a sequence in a shape is its
+shape that covers everything, the shape that saves most of the run's padded
+work is added, up to ``max_shapes``, while it saves at least
+:data:`MIN_SAVING` of it and at least ``shape_cost``: what compiling one more
+shape's programs is worth in padded positions of one whole-model pass. The
+run's padded work (:func:`padded_work`) counts whole batches and each partly
+filled last batch at its full rows, as :meth:`ShapePlan.layout` packs them,
+times the passes the run makes over its data. A pass is one forward of the
+whole model: the base is one, a variant of layer ℓ of L runs only the blocks
+from ℓ on, (L - ℓ) / L. A run whose parts see different work (selection: the
+whole grid on validation, a few variants on test) weighs each part's
+sequences by its own passes. The padded work of a sequence in a shape is its
 length plus :data:`HEAD_WEIGHT` times its scored positions (the head runs at
 every scored position, and on a late-layer variant it costs about as much as
 four positions of a block). So a small run compiles few shapes and pads more,
-and a large one pads little. A
-shape's rows are fixed: ``batch_size``, fewer for long shapes so that rows ×
-length stays within ``batch_tokens``. A sequence goes to the least padded
-shape that holds it; a phase's last, partly filled batch of a shape moves
-into a larger shape's free rows when they hold it (a racing look of 64 items
-would otherwise pay for a nearly empty batch of every shape), else it is
-padded up to its rows. A sequence's scores may then differ between phases
-by float rounding only (its padded length changes, not its tokens).
+and a large one pads little.
+
+A shape's rows are fixed: ``batch_size``, fewer for long shapes so that rows
+× length stays within ``batch_tokens``. A sequence goes to the least padded
+shape that holds it (:func:`own_shape`); a phase's last, partly filled batch
+of a shape moves into a larger shape's free rows when they hold it
+(:func:`remainder_hosts`: a racing look of 64 items would otherwise pay for a
+nearly empty batch of every shape), else it is padded up to its rows. A
+sequence's scores may then differ between phases by float rounding only (its
+padded length changes, not its tokens).
 
 This module knows nothing of JAX: it builds host arrays.
 """
@@ -207,10 +214,15 @@ class ShapePlan:
 
     @classmethod
     def build(cls, sequences: Iterable[ScoredSequence], batch_size: int, batch_tokens: int | None = None,
-              multiple: int = 1, max_shapes: int = DEFAULT_MAX_SHAPES, passes: float = 1.0,
+              multiple: int = 1, max_shapes: int = DEFAULT_MAX_SHAPES, passes: float | Sequence[tuple] = 1.0,
               shape_cost: float = 0.0) -> "ShapePlan":
-        """The shapes for ``sequences``: at most ``max_shapes``, rows a multiple of ``multiple`` (example shards);
-        ``passes`` and ``shape_cost`` (padded positions; 0: free) as in the module docstring."""
+        """The shapes for ``sequences``: at most ``max_shapes``, rows a multiple of ``multiple`` (example shards).
+
+        ``passes``: the run's passes over ``sequences`` (see the module
+        docstring), or its parts as (sequences, passes) pairs when they see
+        different work (selection: the whole grid on validation, a few
+        variants on test); ``shape_cost``: padded positions (0: free).
+        """
         sequences = list(sequences)
         if not sequences:
             raise DataError("cannot plan batch shapes for no sequences")
@@ -218,14 +230,16 @@ class ShapePlan:
             raise DataError(f"batch_size and max_shapes must be at least 1, got {batch_size} and {max_shapes}")
         batch_tokens = 16 * batch_size if batch_tokens is None else batch_tokens
         needs = collections.Counter(sequence_need(s) for s in sequences)
+        parts = [(sequences, passes)] if isinstance(passes, (int, float)) else passes
+        part_needs = [(collections.Counter(sequence_need(s) for s in part), float(weight)) for part, weight in parts]
         targets = sorted({a for a, _ in needs})
         lengths = sorted({t for _, t in needs})
 
         def shape(a: int, t: int) -> BatchShape:
             return BatchShape(a, t, round_up(rows_per_batch(t, batch_size, batch_tokens), multiple))
 
-        def padded_work(chosen: list[BatchShape]) -> int:
-            return sum(count * min(s.work for s in chosen if s.covers(need)) for need, count in needs.items())
+        def run_work(chosen: list[BatchShape]) -> float:
+            return sum(weight * padded_work(chosen, counts) for counts, weight in part_needs)
 
         chosen = [shape(targets[-1], lengths[-1])]  # the one shape that holds every sequence
         candidates = [shape(a, t) for a in targets for t in lengths]
@@ -233,21 +247,20 @@ class ShapePlan:
             remaining = [c for c in candidates if c not in chosen]
             if not remaining:
                 break
-            current = padded_work(chosen)
-            work, best = min((padded_work(chosen + [c]), c) for c in remaining)
-            if current - work < MIN_SAVING * current or (current - work) * passes < shape_cost:
+            current = run_work(chosen)
+            work, best = min((run_work(chosen + [c]), c) for c in remaining)
+            if current - work < max(MIN_SAVING * current, shape_cost):
                 break
             chosen.append(best)
         return cls(tuple(sorted(chosen)), power_of_two(max(1, max(len(s.extras) for s in sequences))))
 
     def shape_for(self, sequence: ScoredSequence) -> BatchShape:
         """A sequence's own shape: the least padded work among the shapes that hold it."""
-        need = sequence_need(sequence)
-        fitting = [s for s in self.shapes if s.covers(need)]
-        if not fitting or len(sequence.extras) > self.extras:
+        own = own_shape(self.shapes, sequence_need(sequence))
+        if own is None or len(sequence.extras) > self.extras:
             raise DataError(f"a sequence of {len(sequence.tokens)} tokens, {len(sequence.targets)} scored and "
                             f"{len(sequence.extras)} extras does not fit the run's batch shapes {self.describe()}")
-        return min(fitting, key=lambda s: (s.work, s))
+        return own
 
     def describe(self) -> str:
         return ", ".join(f"{s.rows}x{s.length} ({s.targets} scored)" for s in self.shapes) + f", {self.extras} extras"
@@ -268,21 +281,11 @@ class ShapePlan:
         by_shape: dict[BatchShape, list[int]] = {s: [] for s in self.shapes}
         for index, sequence in enumerate(plan.sequences):
             by_shape[self.shape_for(sequence)].append(index)
-        full: dict[BatchShape, list[list[int]]] = {}
+        full = {shape: [members[i:i + shape.rows] for i in range(0, len(members) // shape.rows * shape.rows, shape.rows)]
+                for shape, members in by_shape.items()}
         last: dict[BatchShape, list[int]] = {}  # the partly filled batches, each under the shape it takes
-        for shape in sorted(self.shapes, key=lambda s: (s.rows * s.work, s), reverse=True):  # hosts before guests
-            members = by_shape[shape]
-            whole = len(members) // shape.rows * shape.rows
-            full[shape] = [members[i:i + shape.rows] for i in range(0, whole, shape.rows)]
-            rest = members[whole:]
-            if not rest:
-                continue
-            host = next((s for s in last
-                         if s.covers((shape.targets, shape.length)) and s.rows - len(last[s]) >= len(rest)), None)
-            if host is None:
-                last[shape] = rest
-            else:
-                last[host] += rest
+        for shape, host in remainder_hosts({s: len(members) for s, members in by_shape.items()}).items():
+            last.setdefault(host, []).extend(by_shape[shape][len(by_shape[shape]) // shape.rows * shape.rows:])
         return [(shape, members) for shape in self.shapes for members in full[shape] + ([last[shape]] if shape in last else [])]
 
     def spare_rows(self, required: Sequence[Example], candidates: Sequence[Example]) -> list[int]:
@@ -318,6 +321,39 @@ class ShapePlan:
         return Batch(ids, mask, select, targets, extras, rows)
 
 
+def own_shape(shapes: Iterable[BatchShape], need: tuple[int, int]) -> BatchShape | None:
+    """The least padded of ``shapes`` that holds ``need`` (None when none does)."""
+    return min((s for s in shapes if s.covers(need)), key=lambda s: (s.work, s), default=None)
+
+
+def remainder_hosts(counts: dict[BatchShape, int]) -> dict[BatchShape, BatchShape]:
+    """Where each shape's partly filled last batch goes, given how many sequences each shape holds: into the
+    free rows of a larger shape's last batch that holds it, else a batch of its own (the shape itself).
+    Larger batches (rows × work) are placed first, so they host; a host's own sequences come first."""
+    hosts: dict[BatchShape, BatchShape] = {}
+    free: dict[BatchShape, int] = {}  # the free rows of each last batch so far
+    for shape in sorted(counts, key=lambda s: (s.rows * s.work, s), reverse=True):
+        rest = counts[shape] % shape.rows
+        if not rest:
+            continue
+        host = next((s for s in free if s.covers((shape.targets, shape.length)) and free[s] >= rest), None)
+        if host is None:
+            host, free[shape] = shape, shape.rows
+        hosts[shape] = host
+        free[host] -= rest
+    return hosts
+
+
+def padded_work(shapes: Sequence[BatchShape], needs: collections.Counter) -> int:
+    """The padded work of packing sequences of ``needs`` ((scored positions, length) counts) into ``shapes``
+    as :meth:`ShapePlan.layout` does: whole batches, and each partly filled one at its full rows."""
+    counts: collections.Counter = collections.Counter()
+    for need, count in needs.items():
+        counts[own_shape(shapes, need)] += count
+    whole = sum(n // s.rows * s.rows * s.work for s, n in counts.items())
+    return whole + sum(s.rows * s.work for s, host in remainder_hosts(counts).items() if host == s)
+
+
 def layout_work(layout: Sequence[tuple[BatchShape, list[int]]]) -> int:
     """The padded work of a :meth:`ShapePlan.layout`: every row, filled or not, at its shape's
     :attr:`BatchShape.work`."""
@@ -331,5 +367,6 @@ def make_batches(plan: SequencePlan, batch_size: int, multiple: int = 1, batch_t
 
 
 __all__ = ["ScoredSequence", "SequencePlan", "plan_sequences", "length_bucket", "rows_per_batch", "power_of_two",
-           "round_up", "Batch", "BatchShape", "ShapePlan", "sequence_need", "layout_work", "make_batches", "DEFAULT_MAX_SHAPES",
+           "round_up", "Batch", "BatchShape", "ShapePlan", "sequence_need", "own_shape", "remainder_hosts", "padded_work",
+           "layout_work", "make_batches", "DEFAULT_MAX_SHAPES",
            "HEAD_WEIGHT", "MIN_SAVING", "SHAPE_COST"]

@@ -408,16 +408,24 @@ class Placement:
         on a thread pool (XLA compiles one program per thread, without the
         GIL), and the calls find them compiled. Only in a single process.
         ``compiled`` gets their keys.
+
+        On a CPU backend the compiles first wait for the calls' inputs: XLA's
+        CPU compiler generates code on the cores that run the programs
+        computing them, and compiling beside those programs slows both.
         """
         import jax
 
         new: dict[Hashable, tuple] = {}
+        inputs = []
         for args in calls:
             leaves, tree = jax.tree.flatten(args)
+            inputs += [leaf for leaf in leaves if isinstance(leaf, jax.Array)]
             key = (program, tree, tuple((leaf.shape, leaf.dtype) if hasattr(leaf, "shape") else leaf for leaf in leaves))
             if key not in compiled:
                 new.setdefault(key, args)
         compiled.update(new)
+        if new and jax.default_backend() == "cpu":
+            jax.block_until_ready(inputs)
         if len(new) > 1 and jax.process_count() == 1:
             lowered = [program.lower(*args) for args in new.values()]
             list(_compile_pool().map(lambda ahead: ahead.compile(), lowered))

@@ -70,7 +70,7 @@ from laser_jax.ground import Clock
 from laser_jax.results import resume_skip, variant_key
 from laser_jax.screen import screen
 from laser_jax.selection import TEST, VALIDATION, VALIDATION_FRACTION, rank_on_validation, validation_split
-from laser_jax.sweep import BASE_KEY, ExampleScores, SweepOptions, SweepPlan, SweepRow, sweep
+from laser_jax.sweep import BASE_KEY, ExampleScores, SweepOptions, SweepPlan, SweepRow, model_passes, sweep
 
 
 
@@ -343,6 +343,15 @@ def selected(done_validation: Mapping[str, Mapping], variants: Sequence[Interven
     return list(dict.fromkeys(chosen))
 
 
+def passes_on_test(model, variants: Sequence[Intervention], top_n: int = 0) -> float:
+    """The test part's work in whole-model passes, at most: the base, and as many variants as :func:`selected`
+    can choose (the best of each τ, which includes the best overall, and ``top_n``), each at the grid's mean."""
+    if not variants:
+        return 1.0
+    tested = min(len(variants), len({iv.tau for iv in variants}) + top_n)
+    return 1.0 + tested * (model_passes(model, variants) - 1.0) / len(variants)
+
+
 @dataclasses.dataclass(frozen=True)
 class ProtocolRun:
     """What :func:`run_selection` did: the variants tested, those stopped by racing, and wall/CPU seconds per phase."""
@@ -373,7 +382,8 @@ def run_selection(model, examples: Sequence[Example], variants: Sequence[Interve
     validation_examples = [examples[i] for i in validation]
     variants = list(dict.fromkeys(variants))
     seconds = {}
-    plan = SweepPlan.build(model, examples, variants, options)
+    plan = SweepPlan.build(model, examples, variants, options, parts=[
+        (validation, model_passes(model, variants)), (test, passes_on_test(model, variants, top_n))])
 
     clock = Clock()
     done = recorder.done(VALIDATION)
@@ -429,5 +439,5 @@ def generation_on_test(model, examples: Sequence[Example], golds: Sequence[str],
 
 
 __all__ = ["Recorder", "MemoryRecorder", "Racing", "correct_of", "sign_test_bound", "survivors",
-           "concat_scores", "race_looks", "race", "look_sweep", "scores_of", "replay_race", "validation_screen", "top_predicted", "selected", "ProtocolRun", "run_selection",
+           "concat_scores", "race_looks", "race", "look_sweep", "scores_of", "replay_race", "validation_screen", "top_predicted", "selected", "passes_on_test", "ProtocolRun", "run_selection",
            "generation_on_test"]

@@ -593,15 +593,21 @@ class SweepPlan:
 
     @classmethod
     def build(cls, model, examples: Sequence[Example], variants: Iterable[Intervention] = (),
-              options: SweepOptions = SweepOptions()) -> "SweepPlan":
+              options: SweepOptions = SweepOptions(), parts: Optional[Sequence[tuple[Sequence[int], float]]] = None
+              ) -> "SweepPlan":
+        """The plan of a run over ``examples`` and ``variants``. ``parts``: (example indices, whole-model passes)
+        pairs when the run's parts see different work (:func:`laser_jax.protocol.run_selection`); by default
+        every variant runs on every example (:func:`model_passes`)."""
         examples = list(examples)
         if not examples:
             raise DataError("sweep needs at least one example")
         variants = list(variants)
         placement = Placement(default_mesh(model) if options.mesh is None else options.mesh)
         sequences = plan_sequences(examples).sequences
+        passes = model_passes(model, variants) if parts is None else [
+            (plan_sequences([examples[i] for i in index]).sequences, weight) for index, weight in parts if len(index)]
         shapes = ShapePlan.build(sequences, options.batch_size, options.batch_tokens, placement.example_shards,
-                                 options.max_shapes, passes=model_passes(model, variants), shape_cost=SHAPE_COST)
+                                 options.max_shapes, passes=passes, shape_cost=SHAPE_COST)
         largest = max(collections.Counter((iv.layer, iv.tau) for iv in variants).values(), default=1)
         budget = options.variant_chunk or default_variant_chunk(model, shapes, placement.activation_budget())
         chunk = round_up(min(budget, largest), placement.variant_shards)
@@ -823,5 +829,5 @@ def evaluate(model, examples: Sequence[Example], *, options: SweepOptions = Swee
 
 __all__ = [
     "BASE_KEY", "ExampleScores", "roc_auc", "SweepRow", "SweepResult", "Readout", "read_logits", "base_pass",
-    "state_at", "variant_readouts", "group_variants", "SweepOptions", "SweepPlan", "sweep", "evaluate",
+    "state_at", "variant_readouts", "group_variants", "SweepOptions", "SweepPlan", "model_passes", "sweep", "evaluate",
 ]

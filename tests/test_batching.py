@@ -1,11 +1,13 @@
 """Packing into a run's fixed batch shapes: sequences shared, few shapes chosen from the whole data set, every
 sequence in exactly one batch of a shape that holds it, known answers for the padded lengths, rows and merges."""
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
-from laser_jax.batching import (HEAD_WEIGHT, BatchShape, ShapePlan, length_bucket, make_batches, plan_sequences,
-                                rows_per_batch, sequence_need)
+from laser_jax.batching import (HEAD_WEIGHT, BatchShape, ShapePlan, layout_work, length_bucket, make_batches, padded_work,
+                                plan_sequences, rows_per_batch, sequence_need)
 from laser_jax.errors import DataError
 from laser_jax.examples import Example
 from tests.test_sweep import EXAMPLES  # six examples: probes, choices, a repeat
@@ -45,17 +47,22 @@ def test_one_length_gives_one_shape_and_full_batches_padded_up():
     assert batches[-1].mask[2:].sum() == 2  # padding rows hold one dummy token each
 
 
-def test_shapes_are_added_while_they_save_padded_work():
-    """Sixty short sequences, three of length 9 and two long ones: a shape for the short ones saves most
-    padding, one for the 9s saves 10% more; with a single 9 among 300 short ones it would save under 2%."""
-    lengths = [6] * 60 + [9] * 3 + [40] * 2
-    plan = plan_sequences(lengths_examples(lengths))
+def test_shapes_are_added_while_they_save_padded_work_partly_filled_batches_counted():
+    """Sixty short sequences, three of length 9 and two long ones (16 rows of 8 or 10 tokens, 6 of 40): one
+    shape of 40 pads them into 11 batches of 6 rows; a shape of 8 for the short ones leaves 4 batches of 16 and
+    one of 6 rows. A shape of 10 would save nothing: the three 9s ride in the long batch's free rows. With 48
+    of them it saves two batches of 40."""
+    long_row, short_row, ten_row = 40 + HEAD_WEIGHT, 8 + HEAD_WEIGHT, 10 + HEAD_WEIGHT
+    plan = plan_sequences(lengths_examples([6] * 60 + [9] * 3 + [40] * 2))
     shapes = ShapePlan.build(plan.sequences, batch_size=16, batch_tokens=256)
+    assert [(s.length, s.rows) for s in shapes.shapes] == [(8, 16), (40, 6)]
+    assert layout_work(shapes.layout(plan)) == 4 * 16 * short_row + 6 * long_row
+    assert padded_work(shapes.shapes, Counter(sequence_need(q) for q in plan.sequences)) == 4 * 16 * short_row + 6 * long_row
+    assert padded_work(shapes.shapes[-1:], Counter(sequence_need(q) for q in plan.sequences)) == 11 * 6 * long_row
+    many_nines = plan_sequences(lengths_examples([6] * 60 + [9] * 48 + [40] * 2))
+    shapes = ShapePlan.build(many_nines.sequences, batch_size=16, batch_tokens=256)
     assert [(s.length, s.rows) for s in shapes.shapes] == [(8, 16), (10, 16), (40, 6)]
-    padded = sum(min(s.work for s in shapes.shapes if s.covers(sequence_need(q))) for q in plan.sequences)
-    assert padded == 60 * (8 + HEAD_WEIGHT) + 3 * (10 + HEAD_WEIGHT) + 2 * (40 + HEAD_WEIGHT)
-    rare = plan_sequences(lengths_examples([6] * 300 + [9] + [40] * 2))
-    assert [s.length for s in ShapePlan.build(rare.sequences, batch_size=16, batch_tokens=256).shapes] == [8, 40]
+    assert layout_work(shapes.layout(many_nines)) == 4 * 16 * short_row + 3 * 16 * ten_row + 6 * long_row
     capped = ShapePlan.build(plan.sequences, batch_size=16, batch_tokens=256, max_shapes=1)
     assert [(s.length, s.rows) for s in capped.shapes] == [(40, 6)]  # the one shape that holds everything
 
@@ -63,10 +70,26 @@ def test_shapes_are_added_while_they_save_padded_work():
 def test_a_shape_is_added_only_when_the_run_makes_enough_passes_to_pay_for_its_compiles():
     """The same data: one pass of a run cannot pay for a second shape's compiles; 85 passes can."""
     plan = plan_sequences(lengths_examples([6] * 60 + [9] * 3 + [40] * 2))
-    saving = 60 * (40 - 8)  # padded positions a shape of length 8 saves on one pass
+    saving = (11 * 6 - 6) * (40 + HEAD_WEIGHT) - 4 * 16 * (8 + HEAD_WEIGHT)  # padded positions the 8s' shape saves a pass
     few = ShapePlan.build(plan.sequences, batch_size=16, batch_tokens=256, passes=1, shape_cost=saving + 1)
     many = ShapePlan.build(plan.sequences, batch_size=16, batch_tokens=256, passes=85, shape_cost=saving + 1)
-    assert [s.length for s in few.shapes] == [40] and [s.length for s in many.shapes] == [8, 10, 40]
+    assert [s.length for s in few.shapes] == [40] and [s.length for s in many.shapes] == [8, 40]
+
+
+def test_a_runs_parts_weigh_by_their_own_passes():
+    """Selection runs its grid on validation, a few variants on test: a shape only the lightly worked part
+    would use is not worth its compiles, though it is when that part is the heavily worked one."""
+    sequences = plan_sequences(lengths_examples([40] * 12 + [6] * 60)).sequences
+    long, short = sequences[:12], sequences[12:]
+    saving = 10 * 6 * (40 + HEAD_WEIGHT) - 4 * 16 * (8 + HEAD_WEIGHT)  # the short part's, one pass
+
+    def lengths(passes):
+        return [s.length for s in ShapePlan.build(sequences, 16, 256, passes=passes, shape_cost=2 * saving).shapes]
+
+    assert lengths(85) == [8, 40]
+    assert lengths([(long, 85), (short, 1)]) == [40]
+    assert lengths([(long, 1), (short, 1.9)]) == [40]
+    assert lengths([(long, 1), (short, 2)]) == [8, 40]
 
 
 def test_multi_token_answers_get_their_own_shape_and_every_sequence_lands_once():
@@ -88,8 +111,7 @@ def test_a_subset_packs_into_the_same_shapes_its_last_batches_merged_and_a_stran
     lengths = [3, 5, 8, 12, 15, 20, 27, 33, 40, 9, 10, 11] * 4
     examples = lengths_examples(lengths)
     whole = plan_sequences(examples)
-    shapes = ShapePlan.build(whole.sequences, batch_size=8, batch_tokens=128, multiple=2, max_shapes=4)
-    assert [(s.length, s.rows) for s in shapes.shapes] == [(8, 8), (12, 8), (20, 6), (40, 4)]
+    shapes = ShapePlan(tuple(BatchShape(1, length, rows) for length, rows in ((8, 8), (12, 8), (20, 6), (40, 4))), 1)
 
     def packed(plan):
         batches = shapes.batches(plan)

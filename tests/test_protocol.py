@@ -13,9 +13,9 @@ from laser_jax.errors import DataError
 from laser_jax.examples import Example
 from laser_jax.laser import Intervention, expand_grid
 from laser_jax.protocol import (MemoryRecorder, Racing, concat_scores, race, replay_race, run_selection, scores_of,
-                                sign_test_bound, survivors)
+                                sign_test_bound, survivors, passes_on_test)
 from laser_jax.selection import select_best, validation_split
-from laser_jax.sweep import BASE_KEY, ExampleScores, SweepOptions, roc_auc, sweep, variant_readouts
+from laser_jax.sweep import BASE_KEY, ExampleScores, SweepOptions, model_passes, roc_auc, sweep, variant_readouts
 
 GRID = expand_grid([0, 1], ["fc_in", "fc_out"], [0.5, 0.2, 0.05])
 
@@ -92,6 +92,15 @@ def planted(accuracies, n: int, seed: int = 0, nll=None) -> dict[str, ExampleSco
                                  choice_logprobs=empty, choice_correct=np.zeros(n, bool), has_choices=np.zeros(n, bool),
                                  probe_logprobs=empty, label=np.full(n, -1))
     return out
+
+
+def test_the_test_part_is_weighed_as_the_base_and_the_variants_selection_can_test(tiny):
+    # three layers: a layer-0 variant is one whole-model pass, a layer-1 variant two thirds; GRID's mean is 5/6
+    assert model_passes(tiny, GRID) == pytest.approx(1 + 6 * 1 + 6 * 2 / 3)
+    assert passes_on_test(tiny, GRID) == pytest.approx(1 + 2 * 5 / 6)  # the best of each of the two taus
+    assert passes_on_test(tiny, GRID, top_n=1) == pytest.approx(1 + 3 * 5 / 6)
+    assert passes_on_test(tiny, GRID, top_n=20) == pytest.approx(model_passes(tiny, GRID))  # at most the whole grid
+    assert passes_on_test(tiny, []) == 1.0
 
 
 def test_racing_stops_the_clear_losers_and_keeps_the_winner_and_ties():
