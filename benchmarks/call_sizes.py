@@ -17,29 +17,19 @@ import sys
 import time
 from pathlib import Path
 
-from laser_jax import load_model
-from laser_jax.laser import expand_grid
 from laser_jax.protocol import MemoryRecorder, run_selection
-from laser_jax.selection import PAPER_RHOS
 from laser_jax.sweep import SweepOptions
-from laser_jax.tasks import get_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-from script_args import add_data_root, task_data  # noqa: E402  (experiments/script_args.py: the data root)
+from script_args import add_counterfact_grid, counterfact_grid  # noqa: E402  (experiments/script_args.py)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--limit", type=int, default=300)
-    parser.add_argument("--layers", default="28-29")
-    add_data_root(parser)
+    add_counterfact_grid(parser, layers="28-29", limit=300)
     args = parser.parse_args()
     print(f"load: {os.getloadavg()[0]:.2f}")
-    model = load_model("smollm2")
-    task = get_task("counterfact")
-    examples = task.examples(task.load(task_data("counterfact", args.data_root), limit=args.limit), model.tokenizer)
-    first, last = (int(x) for x in args.layers.split("-"))
-    grid = expand_grid(range(first, last + 1), ["fc_in", "fc_up", "fc_out"], PAPER_RHOS)
+    model, examples, grid = counterfact_grid(args)
     validation = {}
     for attempt in ("first", "second"):
         for chunk in (None, 1):

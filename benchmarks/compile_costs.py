@@ -8,7 +8,7 @@ alone, warm. Prints the cold and warm seconds, the programs compiled and the wal
 compiles counted once, :func:`laser_jax.ground.compile_totals`), both per batch shape of the run's plan, the warm
 base pass's padded positions per second (:func:`laser_jax.batching.layout_work`), and their product: a shape's
 compile seconds as padded positions of one whole-model pass.
-Run: ``JAX_ENABLE_COMPILATION_CACHE=false python benchmarks/compile_costs.py`` (``--limit``, ``--layers`` for others).
+Run: ``JAX_ENABLE_COMPILATION_CACHE=false python benchmarks/compile_costs.py`` (``--model``, ``--limit``, ``--layers`` for others).
 """
 
 from __future__ import annotations
@@ -19,30 +19,21 @@ import sys
 import time
 from pathlib import Path
 
-from laser_jax import load_model
 from laser_jax.batching import layout_work, plan_sequences
 from laser_jax.ground import compile_totals
-from laser_jax.laser import FACTOR_CACHE, expand_grid
-from laser_jax.selection import PAPER_RHOS
+from laser_jax.laser import FACTOR_CACHE
 from laser_jax.sweep import SweepOptions, SweepPlan, evaluate, sweep
-from laser_jax.tasks import get_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-from script_args import add_data_root, task_data  # noqa: E402  (experiments/script_args.py: the data root)
+from script_args import add_counterfact_grid, counterfact_grid  # noqa: E402  (experiments/script_args.py)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--limit", type=int, default=300)
-    parser.add_argument("--layers", default="28-29")
-    add_data_root(parser)
+    add_counterfact_grid(parser, layers="28-29", limit=300)
     args = parser.parse_args()
     print(f"load: {os.getloadavg()[0]:.2f}")
-    model = load_model("smollm2")
-    task = get_task("counterfact")
-    examples = task.examples(task.load(task_data("counterfact", args.data_root), limit=args.limit), model.tokenizer)
-    first, last = (int(x) for x in args.layers.split("-"))
-    grid = expand_grid(range(first, last + 1), ["fc_in", "fc_up", "fc_out"], PAPER_RHOS)
+    model, examples, grid = counterfact_grid(args)
     options = SweepOptions(batch_size=32)
     shapes = len(SweepPlan.build(model, examples, grid, options).shapes.shapes)
 

@@ -22,31 +22,23 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from laser_jax import load_model, protocol
-from laser_jax.laser import FACTOR_CACHE, expand_grid
+from laser_jax import protocol
+from laser_jax.laser import FACTOR_CACHE
 from laser_jax.protocol import MemoryRecorder, Racing, run_selection
-from laser_jax.selection import PAPER_RHOS
 from laser_jax.sweep import SweepOptions
-from laser_jax.tasks import get_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-from script_args import add_data_root, task_data  # noqa: E402  (experiments/script_args.py: the data root)
+from script_args import add_counterfact_grid, counterfact_grid  # noqa: E402  (experiments/script_args.py)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="smollm2")
-    add_data_root(parser)
-    parser.add_argument("--layers", default="26-29")
+    add_counterfact_grid(parser, layers="26-29")
     parser.add_argument("--firsts", default="256,64", help="first-look sizes to race with (comma-separated)")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    first_layer, last_layer = (int(x) for x in args.layers.split("-"))
     print(f"load: {os.getloadavg()[0]:.2f}")
-    model = load_model(args.model)
-    task = get_task("counterfact")
-    examples = task.examples(task.load(task_data("counterfact", args.data_root)), model.tokenizer)
-    grid = expand_grid(range(first_layer, last_layer + 1), ["fc_in", "fc_up", "fc_out"], PAPER_RHOS)
+    model, examples, grid = counterfact_grid(args)
     print(f"{len(examples)} items, {len(grid)} variants")
 
     looks: list[str] = []

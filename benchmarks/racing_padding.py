@@ -15,31 +15,21 @@ import argparse
 import sys
 from pathlib import Path
 
-from laser_jax import load_model
 from laser_jax.batching import plan_sequences
-from laser_jax.laser import expand_grid
 from laser_jax.protocol import Racing, look_sweep
-from laser_jax.selection import PAPER_RHOS, validation_split
+from laser_jax.selection import validation_split
 from laser_jax.sweep import SweepOptions, SweepPlan
-from laser_jax.tasks import get_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-from script_args import add_data_root, task_data  # noqa: E402  (experiments/script_args.py: the data root)
+from script_args import add_counterfact_grid, counterfact_grid  # noqa: E402  (experiments/script_args.py)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--limit", type=int)
-    parser.add_argument("--layers", default="26-29")
+    add_counterfact_grid(parser, layers="26-29")
     parser.add_argument("--batch-size", type=int, default=32)
-    add_data_root(parser)
     args = parser.parse_args()
-    model = load_model(args.model)
-    task = get_task("counterfact")
-    examples = task.examples(task.load(task_data("counterfact", args.data_root), limit=args.limit), model.tokenizer)
-    first, last = (int(x) for x in args.layers.split("-"))
-    grid = expand_grid(range(first, last + 1), ["fc_in", "fc_up", "fc_out"], PAPER_RHOS)
+    model, examples, grid = counterfact_grid(args)
     plan = SweepPlan.build(model, examples, grid, SweepOptions(batch_size=args.batch_size))
     validation, _ = validation_split(len(examples))
     items = [examples[i] for i in validation]

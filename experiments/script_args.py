@@ -1,4 +1,4 @@
-"""What the scripts in experiments/ and benchmarks/ share: where the data is, and which model.
+"""What the scripts in experiments/ and benchmarks/ share: where the data is, which model, and the benchmarks' grid.
 
 The data root is ``--data-root DIR``, else ``$LASER_JAX_DATA``, else ``../shared/data`` (relative to the current
 directory: the commands run from the repository root), as the tests and ``laser-jax table --data-root`` read it. A
@@ -59,3 +59,26 @@ def add_model(parser: argparse.ArgumentParser, default: str = "smollm2") -> None
 def model_label(model: str) -> str:
     """The model's name in titles: the packaged model's, else the source as given."""
     return MODELS[model].label if model in MODELS else model
+
+
+def add_counterfact_grid(parser: argparse.ArgumentParser, layers: str, limit: Optional[int] = None) -> None:
+    """``--model``, ``--limit``, ``--layers`` and the data root: the arguments of :func:`counterfact_grid`."""
+    add_model(parser)
+    parser.add_argument("--limit", type=int, default=limit, help="CounterFact's first records only (default: %(default)s)")
+    parser.add_argument("--layers", default=layers, help="first-last layer of the grid (default: %(default)s)")
+    add_data_root(parser)
+
+
+def counterfact_grid(args: argparse.Namespace) -> tuple:
+    """The benchmarks' setting: (model, CounterFact's examples, the grid of ``--layers`` x fc_in, fc_up, fc_out x the
+    paper's seven rho), from :func:`add_counterfact_grid`'s arguments."""
+    from laser_jax import load_model
+    from laser_jax.laser import expand_grid
+    from laser_jax.selection import PAPER_RHOS
+    from laser_jax.tasks import get_task
+
+    model = load_model(args.model)
+    task = get_task("counterfact")
+    examples = task.examples(task.load(task_data("counterfact", args.data_root), limit=args.limit), model.tokenizer)
+    first, last = (int(x) for x in args.layers.split("-"))
+    return model, examples, expand_grid(range(first, last + 1), ["fc_in", "fc_up", "fc_out"], PAPER_RHOS)

@@ -55,9 +55,10 @@ from laser_jax.examples import Example
 DEFAULT_MAX_SHAPES = 8
 HEAD_WEIGHT = 4  # padded work of one scored position, in padded positions of a block
 MIN_SAVING = 0.02  # a shape is added only if it saves at least this share of the padded work
-# What one more batch shape costs, in padded positions of one whole-model pass: its programs (base pass, base readout,
-# a variant program of each call size) compile in about 5.5 s on a 2-core CPU for SmolLM2-135M, in which time it runs
-# about 4,000 positions through all 30 blocks (a base pass of 32 x 32 positions: 1.4 s).
+# What one more batch shape costs, in padded positions of one whole-model pass: on a 2-core CPU with SmolLM2-135M its
+# programs take 3.4 s to compile, in which time a warm base pass runs about 3,100 padded positions through all 30
+# blocks (benchmarks/compile_costs.py, benchmarks/results/compile_costs_smollm2.txt). Set above that: each program
+# also holds memory maps, and a smaller run's compile share is what users wait for first.
 SHAPE_COST = 4_000
 
 
