@@ -25,15 +25,12 @@ from laser_jax.laser import FACTOR_CACHE
 from laser_jax.sweep import SweepOptions, SweepPlan, evaluate, sweep
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-from script_args import add_counterfact_grid, counterfact_grid  # noqa: E402  (experiments/script_args.py)
+from script_args import counterfact_setting  # noqa: E402  (experiments/script_args.py)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_counterfact_grid(parser, layers="28-29", limit=300)
-    args = parser.parse_args()
-    print(f"load: {os.getloadavg()[0]:.2f}")
-    model, examples, grid = counterfact_grid(args)
+    args, model, examples, grid = counterfact_setting(parser, layers="28-29", limit=300)
     options = SweepOptions(batch_size=32)
     shapes = len(SweepPlan.build(model, examples, grid, options).shapes.shapes)
 

@@ -28,17 +28,14 @@ from laser_jax.protocol import MemoryRecorder, Racing, run_selection
 from laser_jax.sweep import SweepOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-from script_args import add_counterfact_grid, counterfact_grid  # noqa: E402  (experiments/script_args.py)
+from script_args import counterfact_setting  # noqa: E402  (experiments/script_args.py)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_counterfact_grid(parser, layers="26-29")
     parser.add_argument("--firsts", default="256,64", help="first-look sizes to race with (comma-separated)")
     parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
-    print(f"load: {os.getloadavg()[0]:.2f}")
-    model, examples, grid = counterfact_grid(args)
+    args, model, examples, grid = counterfact_setting(parser, layers="26-29")
     print(f"{len(examples)} items, {len(grid)} variants")
 
     looks: list[str] = []

@@ -21,15 +21,13 @@ from laser_jax.selection import validation_split
 from laser_jax.sweep import SweepOptions, SweepPlan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-from script_args import add_counterfact_grid, counterfact_grid  # noqa: E402  (experiments/script_args.py)
+from script_args import counterfact_setting  # noqa: E402  (experiments/script_args.py)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_counterfact_grid(parser, layers="26-29")
     parser.add_argument("--batch-size", type=int, default=32)
-    args = parser.parse_args()
-    model, examples, grid = counterfact_grid(args)
+    args, model, examples, grid = counterfact_setting(parser, layers="26-29")
     plan = SweepPlan.build(model, examples, grid, SweepOptions(batch_size=args.batch_size))
     validation, _ = validation_split(len(examples))
     items = [examples[i] for i in validation]

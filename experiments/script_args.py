@@ -69,6 +69,15 @@ def add_counterfact_grid(parser: argparse.ArgumentParser, layers: str, limit: Op
     add_data_root(parser)
 
 
+def counterfact_setting(parser: argparse.ArgumentParser, layers: str, limit: Optional[int] = None) -> tuple:
+    """A benchmark's start: :func:`add_counterfact_grid`'s arguments added to ``parser`` (after the script's own),
+    parsed, the load printed; returns (args, model, examples, grid) (:func:`counterfact_grid`)."""
+    add_counterfact_grid(parser, layers, limit)
+    args = parser.parse_args()
+    print(f"load: {os.getloadavg()[0]:.2f}")
+    return (args, *counterfact_grid(args))
+
+
 def counterfact_grid(args: argparse.Namespace) -> tuple:
     """The benchmarks' setting: (model, CounterFact's examples, the grid of ``--layers`` x fc_in, fc_up, fc_out x the
     paper's seven rho), from :func:`add_counterfact_grid`'s arguments."""
