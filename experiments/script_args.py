@@ -61,33 +61,23 @@ def model_label(model: str) -> str:
     return MODELS[model].label if model in MODELS else model
 
 
-def add_counterfact_grid(parser: argparse.ArgumentParser, layers: str, limit: Optional[int] = None) -> None:
-    """``--model``, ``--limit``, ``--layers`` and the data root: the arguments of :func:`counterfact_grid`."""
-    add_model(parser)
-    parser.add_argument("--limit", type=int, default=limit, help="CounterFact's first records only (default: %(default)s)")
-    parser.add_argument("--layers", default=layers, help="first-last layer of the grid (default: %(default)s)")
-    add_data_root(parser)
-
-
 def counterfact_setting(parser: argparse.ArgumentParser, layers: str, limit: Optional[int] = None) -> tuple:
-    """A benchmark's start: :func:`add_counterfact_grid`'s arguments added to ``parser`` (after the script's own),
-    parsed, the load printed; returns (args, model, examples, grid) (:func:`counterfact_grid`)."""
-    add_counterfact_grid(parser, layers, limit)
-    args = parser.parse_args()
-    print(f"load: {os.getloadavg()[0]:.2f}")
-    return (args, *counterfact_grid(args))
-
-
-def counterfact_grid(args: argparse.Namespace) -> tuple:
-    """The benchmarks' setting: (model, CounterFact's examples, the grid of ``--layers`` x fc_in, fc_up, fc_out x the
-    paper's seven rho), from :func:`add_counterfact_grid`'s arguments."""
+    """A benchmark's start: ``--model``, ``--limit``, ``--layers`` and the data root added to ``parser`` (after the
+    script's own) and parsed, the load printed. Returns (args, model, CounterFact's examples, the grid of
+    ``--layers`` x fc_in, fc_up, fc_out x the paper's seven rho)."""
     from laser_jax import load_model
     from laser_jax.laser import expand_grid
     from laser_jax.selection import PAPER_RHOS
     from laser_jax.tasks import get_task
 
+    add_model(parser)
+    parser.add_argument("--limit", type=int, default=limit, help="CounterFact's first records only (default: %(default)s)")
+    parser.add_argument("--layers", default=layers, help="first-last layer of the grid (default: %(default)s)")
+    add_data_root(parser)
+    args = parser.parse_args()
+    print(f"load: {os.getloadavg()[0]:.2f}")
     model = load_model(args.model)
     task = get_task("counterfact")
     examples = task.examples(task.load(task_data("counterfact", args.data_root), limit=args.limit), model.tokenizer)
     first, last = (int(x) for x in args.layers.split("-"))
-    return model, examples, expand_grid(range(first, last + 1), ["fc_in", "fc_up", "fc_out"], PAPER_RHOS)
+    return args, model, examples, expand_grid(range(first, last + 1), ["fc_in", "fc_up", "fc_out"], PAPER_RHOS)

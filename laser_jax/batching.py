@@ -56,9 +56,9 @@ DEFAULT_MAX_SHAPES = 8
 HEAD_WEIGHT = 4  # padded work of one scored position, in padded positions of a block
 MIN_SAVING = 0.02  # a shape is added only if it saves at least this share of the padded work
 # What one more batch shape costs, in padded positions of one whole-model pass: on a 2-core CPU with SmolLM2-135M its
-# programs take 3.4 s to compile, in which time a warm base pass runs about 3,100 padded positions through all 30
-# blocks (benchmarks/compile_costs.py, benchmarks/results/compile_costs_smollm2.txt). Set above that: each program
-# also holds memory maps, and a smaller run's compile share is what users wait for first.
+# programs took 2.8-3.4 s to compile, in which time a warm base pass runs 2,400-3,100 padded positions through all 30
+# blocks (two runs of benchmarks/compile_costs.py, benchmarks/results/compile_costs_smollm2.txt). Set above that:
+# each program also holds memory maps, and a smaller run's compile share is what users wait for first.
 SHAPE_COST = 4_000
 
 
